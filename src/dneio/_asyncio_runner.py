@@ -1,0 +1,212 @@
+"""The asyncio runner: ``shift`` inside an asyncio task (default loop, uvloop, anyio)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from collections.abc import Callable, Generator
+from contextvars import Context
+from typing import Any
+
+from . import _asyncio_internals
+from ._adoption import adopted
+from ._host_continuation import (
+    CANCELLED,
+    EARLY,
+    PARKED,
+    PENDING,
+    RESUMED,
+    SPENT,
+    HostContinuation,
+    Slot,
+)
+from ._runner import HostRunner
+from ._scheduling import ThreadState, current_state
+
+_get_running_loop = asyncio._get_running_loop
+
+
+class Park(Slot):
+    """The future-like object a task parked in ``shift`` waits on.
+
+    asyncio tasks accept any object that follows the future protocol.  This
+    one keeps the task's wake-up callback instead of scheduling it, so dneio
+    decides when (and how synchronously) the task runs.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "cancel_msg", "done_callbacks", "loop", "task")
+
+    def __init__(self, home: ThreadState, loop: asyncio.AbstractEventLoop, task: Any) -> None:
+        super().__init__(home)
+        self.loop = loop
+        self.task = task
+        self._asyncio_future_blocking = False
+        self.done_callbacks: list[tuple[Callable[[Any], object], Context]] = []
+        self.cancel_msg: Any = None
+
+    # -- the future protocol, as asyncio.Task uses it ------------------------
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: Context | None = None
+    ) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self.done():
+            self.loop.call_soon(fn, self, context=context)
+        else:
+            self.done_callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        before = len(self.done_callbacks)
+        self.done_callbacks = [(f, c) for f, c in self.done_callbacks if f != fn]
+        return before - len(self.done_callbacks)
+
+    def done(self) -> bool:
+        return self.state >= RESUMED
+
+    def cancelled(self) -> bool:
+        return self.state == CANCELLED
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not self.try_cancel():
+            return False
+        self.cancel_msg = msg
+        self.schedule_callbacks()
+        return True
+
+    def result(self) -> None:
+        if self.state == CANCELLED:
+            raise asyncio.CancelledError(self.cancel_msg)
+
+    def exception(self) -> None:
+        self.result()
+
+    def schedule_callbacks(self) -> None:
+        callbacks, self.done_callbacks = self.done_callbacks, []
+        for fn, context in callbacks:
+            self.loop.call_soon(fn, self, context=context)
+
+    # -- dneio -----------------------------------------------------------------
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon(fn)
+
+    def _wake(self, st: ThreadState) -> None:
+        callbacks = self.done_callbacks
+        if RUNNER.synchronous and len(callbacks) == 1:
+            ((wakeup, context),) = callbacks
+            self.done_callbacks = []
+            _asyncio_internals.step(self.loop, wakeup, context, self)
+        else:
+            self.schedule_callbacks()
+
+
+class AsyncioContinuation(HostContinuation):
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        s = self._s
+        assert isinstance(s, Park)
+        name = s.task.get_name() if s.task is not None else "?"
+        return f"<asyncio continuation of task {name!r}>"
+
+
+class AsyncioRunner(HostRunner):
+    name = "asyncio"
+
+    def __init__(self) -> None:
+        self.internals_ok = _asyncio_internals.check()
+        self.synchronous = (
+            self.internals_ok and os.environ.get("DNEIO_ASYNCIO_MODE") != "deferred"
+        )
+
+    def mode(self) -> str:
+        return "synchronous" if self.synchronous else "deferred"
+
+    def set_mode(self, mode: str) -> None:
+        """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
+        if mode == "synchronous":
+            if not self.internals_ok:
+                raise RuntimeError(
+                    f"asyncio does not look the way dneio expects "
+                    f"({_asyncio_internals.problem}); only the deferred mode is available"
+                )
+            self.synchronous = True
+        elif mode == "deferred":
+            self.synchronous = False
+        else:
+            raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")
+
+    def in_task(self) -> bool:
+        loop = _get_running_loop()
+        return loop is not None and asyncio.current_task(loop) is not None
+
+    def is_running(self) -> bool:
+        return _get_running_loop() is not None
+
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+        loop = _get_running_loop()
+        assert loop is not None
+        task = asyncio.current_task(loop)
+        park = Park(current_state(), loop, task)
+        k = AsyncioContinuation(park)
+        try:
+            func(k)
+        except BaseException:
+            if park.state == PENDING:
+                park.state = SPENT
+            raise
+        del k
+        if park.state == EARLY:
+            return park.outcome()
+        park.raise_if_dropped()
+        park.state = PARKED
+        park._asyncio_future_blocking = True
+        try:
+            yield park
+        except asyncio.CancelledError:
+            if park.state != RESUMED or task is None:
+                raise
+            # The task was cancelled after its continuation was resumed (or
+            # while it was shielded): keep the value, and let the
+            # cancellation hit the task's next suspension point instead.
+            task.cancel()
+            task.uncancel()
+        if park.state == CANCELLED:
+            park.result()
+        return park.outcome()
+
+    def adopt(self, coro: Any, first_yield: Any) -> None:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(adopted(coro, first_yield))
+        _adopted_tasks.add(task)
+        task.add_done_callback(_adopted_done)
+
+
+# asyncio keeps only weak references to tasks.
+_adopted_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _adopted_done(task: asyncio.Task[Any]) -> None:
+    _adopted_tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        task.get_loop().call_exception_handler(
+            {
+                "message": "a coroutine run by dneio.reset and adopted as an asyncio task "
+                "raised an exception that nobody received",
+                "exception": exc,
+                "task": task,
+            }
+        )
+
+
+RUNNER = AsyncioRunner()
+_ = PARKED

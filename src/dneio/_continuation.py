@@ -1,0 +1,93 @@
+"""Continuations: the rest of a suspended coroutine, as a single-shot callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import outcome
+
+
+Answer = TypeVar("Answer")
+Send = TypeVar("Send")
+Return = TypeVar("Return")
+_S = TypeVar("_S")
+
+
+class ContinuationSpentError(RuntimeError):
+    """A continuation was resumed a second time.
+
+    Continuations are single-shot: each one may be resumed (``send``,
+    ``throw``, ``resume`` or a call) exactly once.
+    """
+
+
+class AnsweringContinuation(Generic[Answer, Send, Return]):
+    """The rest of a coroutine suspended in ``await shift(func)``.
+
+    ``func`` receives it and may resume it once, at any later time and from
+    any thread, with :meth:`send`, :meth:`throw`, :meth:`resume` or a plain
+    call.  The coroutine then continues from its ``await shift(...)``, which
+    returns the value sent (or raises the exception thrown).
+
+    When resumption returns, the coroutine has already run up to its next
+    suspension point (see ``docs/guarantees.md`` for the exceptions: deep
+    nesting and the deferred fallback modes).  Natively, resumption returns
+    the *answer*: what the ``func`` of the coroutine's next ``shift`` returned,
+    or the coroutine's return value if it finished.  Under a host runner
+    (trio, asyncio) it returns ``None``.
+    """
+
+    __slots__ = ()
+
+    def send(self, value: Send) -> Answer | Return:
+        """Resume the coroutine, making its ``await shift(...)`` return ``value``."""
+        raise NotImplementedError
+
+    def throw(self, exc: BaseException) -> Answer | Return:
+        """Resume the coroutine, making its ``await shift(...)`` raise ``exc``."""
+        raise NotImplementedError
+
+    def resume(self, result: outcome.Outcome[Send]) -> Answer | Return:
+        """Resume with an :class:`outcome.Value` (sent) or :class:`outcome.Error` (thrown)."""
+        if isinstance(result, outcome.Value):
+            return self.send(result.value)
+        if isinstance(result, outcome.Error):
+            return self.throw(result.error)
+        raise TypeError(
+            f"resume() takes an outcome.Value or outcome.Error, not {type(result).__name__}; "
+            "use send(value) or throw(exception) to resume with a plain value"
+        )
+
+    def __call__(self, value: Send) -> Answer | Return:
+        """The same as :meth:`send`, so a continuation can be passed as a callback."""
+        return self.send(value)
+
+    def is_cancelled(self) -> bool:
+        """True once the waiting task has been cancelled; resuming is then a no-op."""
+        return False
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once if the waiting task is cancelled (now, if it already is).
+
+        Native continuations are never cancelled, so the callback never runs.
+        """
+
+    def shield(self) -> None:
+        """Make the operation uncancellable from now on.
+
+        A cancellation that arrives while the continuation is still pending
+        no longer interrupts the wait: the task stays suspended until the
+        continuation is resumed, receives the value, and sees the
+        cancellation at its next checkpoint (trio's ``Abort.FAILED``).
+        """
+
+
+#: A continuation whose answer and return value are ``None``: the common case.
+Continuation: TypeAlias = AnsweringContinuation[None, _S, None]
+
+
+def spent_error(k: object) -> ContinuationSpentError:
+    return ContinuationSpentError(
+        f"{k!r} was already resumed; a continuation can be resumed only once"
+    )

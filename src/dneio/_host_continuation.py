@@ -1,0 +1,176 @@
+"""What trio and asyncio continuations share: states, claiming, cancellation, threads.
+
+A parked host task keeps a :class:`Slot`; the continuation handed to
+``func`` is a thin handle on it.  The task never references the handle, so
+if every holder drops it unresumed, the handle's finaliser wakes the task
+with :class:`ContinuationDropped` instead of leaving it parked forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._continuation import AnsweringContinuation, spent_error
+from ._scheduling import ThreadState, current_state, release_hold, resume
+
+# Life of a host continuation.
+PENDING = 0  # func is still running in the task; nothing parked yet
+EARLY = 1  # resumed while func was running: shift returns without suspending
+PARKED = 2  # the task is suspended, waiting for a resumption
+RESUMED = 3  # claimed by a resumption; the task is being (or will be) woken
+CANCELLED = 4  # the task was cancelled while parked; resumption is a no-op
+SPENT = 5  # func raised before resuming: the error went to the task
+DROPPED = 6  # the handle was dropped before func returned
+
+
+class ContinuationDropped(RuntimeError):
+    """Raised in a task whose continuation was garbage-collected unresumed."""
+
+
+_DROPPED_MESSAGE = (
+    "the continuation of this task was dropped without being resumed, so nothing could "
+    "ever resume it; keep a reference to k until you call k.send/k.throw"
+)
+
+
+class Slot:
+    """The state a parked host task shares with its continuation."""
+
+    __slots__ = ("callbacks", "home", "is_exc", "shielded", "state", "value")
+
+    def __init__(self, home: ThreadState) -> None:
+        self.state = PENDING
+        self.home = home
+        self.value: Any = None
+        self.is_exc = False
+        self.shielded = False
+        self.callbacks: list[Callable[[], object]] | None = None
+
+    # -- provided by each runner -----------------------------------------
+    def _wake(self, st: ThreadState) -> None:
+        """Make the parked task run (or schedule it) with the stored outcome."""
+        raise NotImplementedError
+
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the task's own thread, from its loop."""
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` soon from the loop (we are on its thread)."""
+        raise NotImplementedError
+
+    # -- resumption --------------------------------------------------------
+    def resume(self, k: object, is_exc: bool, value: Any) -> None:
+        state = self.state
+        if state == PARKED:
+            self.state = RESUMED
+        elif state == PENDING:
+            self.state = EARLY
+        elif state == CANCELLED:
+            return
+        else:
+            raise spent_error(k)
+        self.is_exc = is_exc
+        self.value = value
+        if state == PARKED:
+            st = current_state()
+            if st is self.home:
+                resume(st, self, False, None)
+            else:
+                self.call_soon_threadsafe(self.resume_at_home)
+
+    def resume_at_home(self) -> None:
+        resume(self.home, self, False, None)
+
+    def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> None:
+        self._wake(st)
+
+    def outcome(self) -> Any:
+        """The stored outcome, as the woken task sees it."""
+        value = self.value
+        self.value = None
+        if self.is_exc:
+            try:
+                raise value
+            finally:
+                del value
+        return value
+
+    # -- cancellation --------------------------------------------------------
+    def try_cancel(self) -> bool:
+        """The task is being cancelled: give up the wait unless shielded or resumed."""
+        if self.state != PARKED or self.shielded:
+            return False
+        self.state = CANCELLED
+        self.value = None
+        callbacks = self.callbacks
+        if callbacks:
+            self.callbacks = None
+            st = self.home
+            # The host is in the middle of delivering a cancellation: no task
+            # may run until it is done, so resumptions made by the callbacks
+            # wait in the queue.
+            st.hold += 1
+            try:
+                for cb in callbacks:
+                    cb()
+            finally:
+                release_hold(st, self.call_soon)
+        return True
+
+    def dropped(self) -> None:
+        state = self.state
+        if state == PENDING:
+            self.state = DROPPED
+        elif state == PARKED:
+            self.state = RESUMED
+            self.is_exc = True
+            self.value = ContinuationDropped(_DROPPED_MESSAGE)
+            try:
+                self.call_soon_threadsafe(self.resume_at_home)
+            except Exception:  # the loop is gone, and the task with it
+                pass
+
+    def raise_if_dropped(self) -> None:
+        if self.state == DROPPED:
+            raise ContinuationDropped(_DROPPED_MESSAGE)
+
+
+class HostContinuation(AnsweringContinuation[None, Any, None]):
+    """A continuation of a trio or asyncio task parked in ``shift``."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, slot: Slot) -> None:
+        self._s = slot
+
+    def send(self, value: Any) -> None:
+        self._s.resume(self, False, value)
+
+    def throw(self, exc: BaseException) -> None:
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        self._s.resume(self, True, exc)
+
+    __call__ = send
+
+    def is_cancelled(self) -> bool:
+        return self._s.state == CANCELLED
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        if not callable(callback):
+            raise TypeError(f"on_cancel() takes a callable, not {callback!r}")
+        s = self._s
+        if s.state == CANCELLED:
+            callback()
+        elif s.callbacks is None:
+            s.callbacks = [callback]
+        else:
+            s.callbacks.append(callback)
+
+    def shield(self) -> None:
+        self._s.shielded = True
+
+    def __del__(self) -> None:
+        self._s.dropped()

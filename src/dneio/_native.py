@@ -1,0 +1,158 @@
+"""The native runner: ``reset`` drives a coroutine itself, with no event loop."""
+
+from __future__ import annotations
+
+import collections.abc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ._continuation import AnsweringContinuation, spent_error
+from ._scheduling import MAX_DEPTH, ThreadState, current_state, resume
+
+_T = TypeVar("_T")
+
+#: What ``shift`` yields to the native driver; the function is in ``ThreadState.request``.
+SHIFT = object()
+
+
+class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
+    """A continuation of a coroutine driven by :func:`dneio.reset`.
+
+    It runs the coroutine on whichever thread resumes it.
+    """
+
+    __slots__ = ("_claimed", "_coro")
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._claimed: Any = None
+
+    def __repr__(self) -> str:
+        coro = self._coro
+        where = "spent" if coro is None else getattr(coro, "__qualname__", repr(coro))
+        return f"<native continuation of {where}>"
+
+    def send(self, value: Any) -> Any:
+        coro = self._coro
+        if coro is None:
+            raise spent_error(self)
+        self._coro = None
+        self._claimed = coro
+        return resume(current_state(), self, False, value)
+
+    def throw(self, exc: BaseException) -> Any:
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        coro = self._coro
+        if coro is None:
+            raise spent_error(self)
+        self._coro = None
+        self._claimed = coro
+        return resume(current_state(), self, True, exc)
+
+    __call__ = send
+
+    def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> Any:
+        coro = self._claimed
+        self._claimed = None
+        return drive(st, coro, is_exc, value)
+
+
+def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
+    """Step ``coro`` until it shifts, finishes, or awaits something foreign.
+
+    Returns the answer: what the ``func`` of its next ``shift`` returned, or
+    its return value.  Exceptions from the coroutine propagate to the caller.
+    """
+    while True:
+        prev = st.driving
+        st.driving = coro
+        try:
+            if is_exc:
+                yielded = coro.throw(value)
+            else:
+                yielded = coro.send(value)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            st.driving = prev
+        if yielded is SHIFT:
+            func = st.request
+            st.request = None
+            k = NativeContinuation(coro)
+            try:
+                return func(k)
+            except BaseException as exc:
+                if k._coro is None:
+                    # func resumed k and then failed: that is the resumer's problem.
+                    raise
+                # func failed before resuming k: k is spent, and the error
+                # surfaces at the ``await shift(...)``.
+                k._coro = None
+                is_exc, value = True, exc
+                continue
+        is_exc, value = _foreign(coro, yielded)
+        if not is_exc:
+            return None
+
+
+def _foreign(coro: Any, yielded: Any) -> tuple[bool, Any]:
+    """A native coroutine awaited something that is not a dneio operation.
+
+    With a host loop running on this thread, the coroutine is adopted as one
+    of its tasks and ``(False, None)`` is returned.  Otherwise the returned
+    TypeError is to be thrown into it, so its ``finally`` blocks run.
+    """
+    from ._runner import loop_runner
+
+    runner = loop_runner()
+    if runner is not None:
+        runner.adopt(coro, yielded)
+        return False, None
+    return True, TypeError(
+        f"{_await_chain(coro)} yielded {yielded!r}, which dneio cannot serve: no trio or "
+        "asyncio loop is running on this thread to adopt the coroutine. In a coroutine run "
+        "by dneio.reset, await only dneio operations (shift and what is built on it), or "
+        "run the program under trio or asyncio."
+    )
+
+
+def _await_chain(coro: Any) -> str:
+    names = []
+    node = coro
+    while node is not None and len(names) < 12:
+        names.append(getattr(node, "__qualname__", type(node).__name__))
+        node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
+    return " -> ".join(f"{n}()" for n in names)
+
+
+def reset(coro: Coroutine[Any, Any, _T]) -> Any:
+    """Run ``coro`` now, on this thread, until it finishes or suspends in ``shift``.
+
+    Returns the coroutine's return value if it finished, or else the answer:
+    the value returned by the ``func`` passed to the ``shift`` it is suspended
+    in.  Exceptions raised by the coroutine propagate out of ``reset``.
+
+    ``reset`` is a plain function and needs no event loop; it may be called
+    from inside trio or asyncio tasks, where it starts an independent
+    coroutine.
+    """
+    if not isinstance(coro, collections.abc.Coroutine):
+        hint = ""
+        if callable(coro):
+            hint = " (call the async function: reset(main()), not reset(main))"
+        raise TypeError(f"reset() takes a coroutine object, not {coro!r}{hint}")
+    st = current_state()
+    if st.depth >= MAX_DEPTH:
+        k = NativeContinuation(None)
+        k._claimed = coro
+        return resume(st, k, False, None)
+    st.depth += 1
+    try:
+        return drive(st, coro, False, None)
+    finally:
+        st.depth -= 1
+        if not st.depth and st.queue and not st.hold:
+            from ._scheduling import drain
+
+            drain(st)

@@ -1,0 +1,120 @@
+"""Per-thread bookkeeping for synchronous, ordered resumption.
+
+Resuming a continuation normally runs its coroutine right away, on the
+resumer's stack.  Two things can stop that:
+
+* depth: every synchronous resumption nests on the Python stack, so beyond
+  ``MAX_DEPTH`` nested resumptions new ones are queued and run by the
+  outermost resumption once it unwinds (a trampoline);
+* holds: while a host runner is delivering a cancellation (its data
+  structures are mid-update), resumptions are queued and run once it is safe.
+
+Once anything is queued, every later resumption on the thread queues behind
+it, so the order in which continuations were resumed is the order in which
+their coroutines run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: Nested synchronous resumptions allowed before new ones are trampolined.
+MAX_DEPTH = 40
+
+
+class Deliverable(Protocol):
+    """Something the queue can run later: a claimed continuation."""
+
+    def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> Any: ...
+
+
+class ThreadState:
+    """What one thread knows about the coroutines it is running."""
+
+    __slots__ = ("depth", "driving", "hold", "pump_pending", "queue", "request")
+
+    def __init__(self) -> None:
+        # The coroutine the native driver is stepping right now, or None when
+        # the code running belongs to a host task (or to no coroutine at all).
+        self.driving: object = None
+        # The function handed to the innermost native ``shift``.
+        self.request: Any = None
+        self.depth = 0
+        self.hold = 0
+        self.pump_pending = False
+        self.queue: deque[tuple[Deliverable, bool, Any]] = deque()
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.state = ThreadState()
+
+
+_local = _Local()
+
+
+def current_state() -> ThreadState:
+    return _local.state
+
+
+def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
+    """Run claimed continuation ``k`` now, or queue it behind earlier ones."""
+    if st.depth >= MAX_DEPTH or st.queue or st.hold:
+        st.queue.append((k, is_exc, value))
+        if not st.depth and not st.hold:
+            drain(st)
+        return None
+    st.depth += 1
+    try:
+        answer = k._deliver(st, is_exc, value)
+    except BaseException:
+        st.depth -= 1
+        if not st.depth and st.queue and not st.hold:
+            drain(st, reraise=False)
+        raise
+    st.depth -= 1
+    if not st.depth and st.queue and not st.hold:
+        drain(st)
+    return answer
+
+
+def drain(st: ThreadState, reraise: bool = True) -> None:
+    """Run queued resumptions in order; called with nothing else on the stack.
+
+    An exception escaping a queued native coroutine has no resumer left to
+    receive it; the first such exception is raised here once the queue is
+    empty (so none of the others is starved), and later ones are chained
+    through ``__context__``.
+    """
+    first: BaseException | None = None
+    queue = st.queue
+    while queue and not st.hold:
+        k, is_exc, value = queue.popleft()
+        st.depth = 1
+        try:
+            k._deliver(st, is_exc, value)
+        except BaseException as exc:
+            if first is None:
+                first = exc
+        finally:
+            st.depth = 0
+    if first is not None and reraise:
+        raise first
+
+
+def release_hold(st: ThreadState, schedule_pump: Callable[[Callable[[], None]], None]) -> None:
+    """End a hold; if nothing on the stack will drain the queue, have the host do it."""
+    st.hold -= 1
+    if st.hold or not st.queue or st.depth or st.pump_pending:
+        return
+    st.pump_pending = True
+
+    def pump() -> None:
+        st.pump_pending = False
+        if not st.depth and not st.hold:
+            drain(st)
+
+    schedule_pump(pump)
