@@ -26,9 +26,8 @@ from ._runner import HostRunner
 from ._scheduling import ThreadState, current_state
 
 # What a synchronous step sends into the parked task; the outcome itself is
-# on the slot, so no Outcome object is built per resumption.
+# on the slot, so no Outcome object is built per synchronous resumption.
 _WOKEN = object()
-_WOKEN_OUTCOME = outcome.Value(_WOKEN)
 
 
 class TrioSlot(Slot):
@@ -84,11 +83,11 @@ class _Fifo:
             self.waiting.append(task)
         else:
             self.in_flight = True
-            tl.reschedule(task, _WOKEN_OUTCOME)
+            tl.reschedule(task, outcome.Value(_WOKEN))
 
     def started(self, token: tl.TrioToken) -> None:
         if self.waiting:
-            tl.reschedule(self.waiting.popleft(), _WOKEN_OUTCOME)
+            tl.reschedule(self.waiting.popleft(), outcome.Value(_WOKEN))
         else:
             self.in_flight = False
             _fifos.pop(token, None)

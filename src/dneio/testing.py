@@ -1,0 +1,267 @@
+"""Run the same async test on every runner dneio supports.
+
+``Harness`` hides the differences between the native runner, trio, asyncio,
+uvloop and anyio (on both of its backends): a test is an async function that
+receives the harness, starts concurrent tasks with :meth:`Harness.spawn`,
+lets them run until they block with :meth:`Harness.settle`, and cancels them
+with :meth:`TaskHandle.cancel`.  The pytest plugin (``dneio.pytest_plugin``)
+provides it as the ``runner`` fixture.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._native import reset
+
+#: Every runner name, in the order tests are parametrised.
+ALL_RUNNERS = (
+    "native",
+    "trio",
+    "asyncio",
+    "uvloop",
+    "anyio-asyncio",
+    "anyio-trio",
+    "trio-deferred",
+    "asyncio-deferred",
+)
+
+AsyncFn = Callable[..., Awaitable[Any]]
+
+
+class NotFinished(AssertionError):
+    """A native run ended with its main coroutine still suspended (a deadlock)."""
+
+
+class TaskHandle:
+    """A task started by :meth:`Harness.spawn`."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+        self.done = False
+        self.result: Any = None
+        self.exception: BaseException | None = None
+        self.cancelled = False
+        self.observed = False
+        self._cancel: Callable[[], None] | None = None
+
+    def cancel(self) -> None:
+        """Cancel the task (not possible natively: there is nothing to cancel with)."""
+        if self._cancel is None:
+            raise RuntimeError(f"tasks cannot be cancelled on the {self._harness.name} runner")
+        self._cancel()
+
+    def get(self) -> Any:
+        """The task's result; re-raises its exception; fails if it has not finished."""
+        if not self.done:
+            raise AssertionError("the task has not finished")
+        self.observed = True
+        if self.exception is not None:
+            raise self.exception
+        return self.result
+
+
+class Harness:
+    """One runner, driven uniformly."""
+
+    def __init__(self, name: str) -> None:
+        if name not in ALL_RUNNERS:
+            raise ValueError(f"unknown runner {name!r}; choose from {ALL_RUNNERS}")
+        self.name = name
+        self.base = name.split("-")[-1] if name.startswith("anyio") else name.split("-")[0]
+        if self.base == "uvloop":
+            self.base = "asyncio"
+        self.cancellable = name != "native"
+        self._spawner: Callable[[AsyncFn, tuple[Any, ...], TaskHandle], None] | None = None
+        self._settle: Callable[[], Awaitable[None]] | None = None
+        self._handles: list[TaskHandle] = []
+
+    def __repr__(self) -> str:
+        return f"<Harness {self.name}>"
+
+    @staticmethod
+    def available(name: str) -> str | None:
+        """Why ``name`` cannot run here, or None if it can."""
+        needs = {
+            "trio": "trio",
+            "trio-deferred": "trio",
+            "uvloop": "uvloop",
+            "anyio-asyncio": "anyio",
+            "anyio-trio": "anyio",
+        }.get(name)
+        missing = [m for m in (needs, "trio" if name == "anyio-trio" else None) if m]
+        for module in missing:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed"
+        return None
+
+    # -- inside a run ---------------------------------------------------------
+    def spawn(self, fn: AsyncFn, *args: Any) -> TaskHandle:
+        """Start ``fn(*args)`` as a concurrent task of this runner."""
+        if self._spawner is None:
+            raise RuntimeError("spawn() works only inside Harness.run()")
+        handle = TaskHandle(self)
+        self._handles.append(handle)
+        self._spawner(fn, args, handle)
+        return handle
+
+    async def settle(self) -> None:
+        """Let every spawned task run until it blocks (natively: nothing to do)."""
+        if self._settle is not None:
+            await self._settle()
+
+    # -- running ----------------------------------------------------------------
+    def run(self, fn: AsyncFn, *args: Any) -> Any:
+        """Run ``fn(self, *args)`` to completion on this runner and return its result."""
+        mode_restore = self._force_mode()
+        self._handles = []
+        try:
+            result = getattr(self, "_run_" + self.name.replace("-", "_").split("_deferred")[0])(
+                fn, args
+            )
+        finally:
+            mode_restore()
+        for handle in self._handles:
+            # A spawned task's failure must not pass unnoticed: raise it
+            # unless the test looked at it (get()) or it was cancelled.
+            if handle.exception is not None and not handle.observed and not handle.cancelled:
+                raise handle.exception
+        return result
+
+    def _force_mode(self) -> Callable[[], None]:
+        if not self.name.endswith("-deferred"):
+            return lambda: None
+        from ._runner import get_runner
+
+        runner = get_runner(self.base)
+        before = runner.mode()
+        runner.set_mode("deferred")  # type: ignore[attr-defined]
+        return lambda: runner.set_mode(before)  # type: ignore[attr-defined]
+
+    async def _wrap(self, fn: AsyncFn, args: tuple[Any, ...], handle: TaskHandle) -> None:
+        try:
+            handle.result = await fn(*args)
+        except BaseException as exc:
+            handle.exception = exc
+            if type(exc).__name__ in ("Cancelled", "CancelledError"):
+                handle.cancelled = True
+                raise
+        finally:
+            handle.done = True
+
+    def _run_native(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
+            reset(self._wrap(f, a, handle))
+
+        self._spawner = spawn
+        main = TaskHandle(self)
+        try:
+            reset(self._wrap(fn, (self, *args), main))
+        finally:
+            self._spawner = None
+        if not main.done:
+            raise NotFinished("the native main coroutine is still suspended: nothing resumed it")
+        return main.get()
+
+    def _run_trio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        import trio
+        import trio.testing
+
+        async def main() -> Any:
+            async with trio.open_nursery() as nursery:
+
+                def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
+                    scope = trio.CancelScope()
+                    handle._cancel = scope.cancel
+
+                    async def task() -> None:
+                        with scope:
+                            await self._wrap(f, a, handle)
+
+                    nursery.start_soon(task)
+
+                self._spawner = spawn
+                self._settle = trio.testing.wait_all_tasks_blocked
+                try:
+                    return await fn(self, *args)
+                finally:
+                    self._spawner = self._settle = None
+
+        return trio.run(main)
+
+    def _asyncio_main(self, fn: AsyncFn, args: tuple[Any, ...]) -> Callable[[], Awaitable[Any]]:
+        import asyncio
+
+        async def main() -> Any:
+            tasks: list[asyncio.Task[None]] = []
+
+            def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
+                t = asyncio.get_running_loop().create_task(self._wrap(f, a, handle))
+                handle._cancel = t.cancel
+                tasks.append(t)
+
+            async def settle() -> None:
+                for _ in range(20):
+                    await asyncio.sleep(0)
+
+            self._spawner, self._settle = spawn, settle
+            try:
+                result = await fn(self, *args)
+                if tasks:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                return result
+            finally:
+                self._spawner = self._settle = None
+                for t in tasks:
+                    t.cancel()
+
+        return main
+
+    def _run_asyncio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        import asyncio
+
+        return asyncio.run(self._asyncio_main(fn, args)())
+
+    def _run_uvloop(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        import asyncio
+
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+            return r.run(self._asyncio_main(fn, args)())
+
+    def _run_anyio(self, fn: AsyncFn, args: tuple[Any, ...], backend: str) -> Any:
+        import anyio
+
+        async def main() -> Any:
+            async with anyio.create_task_group() as tg:
+
+                def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
+                    scope = anyio.CancelScope()
+                    handle._cancel = scope.cancel
+
+                    async def task() -> None:
+                        with scope:
+                            await self._wrap(f, a, handle)
+
+                    tg.start_soon(task)
+
+                async def settle() -> None:
+                    for _ in range(20):
+                        await anyio.sleep(0)
+
+                self._spawner, self._settle = spawn, settle
+                try:
+                    return await fn(self, *args)
+                finally:
+                    self._spawner = self._settle = None
+
+        return anyio.run(main, backend=backend)
+
+    def _run_anyio_asyncio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        return self._run_anyio(fn, args, "asyncio")
+
+    def _run_anyio_trio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        return self._run_anyio(fn, args, "trio")
