@@ -159,3 +159,59 @@ def step(task: Any, send: Any) -> None:
             del ctx.task
         else:
             ctx.task = prev
+
+
+# -- adoption: moving cancel scopes to the adopting task ------------------------
+#
+# A native coroutine runs on the stack of whichever trio task resumed it, so a
+# trio operation it awaits (``trio.sleep`` opens a cancel scope first) may
+# leave cancel scopes open on *that* task when it suspends.  Before the
+# coroutine carries on as a task of its own, those scopes are taken off the
+# resuming task and put on the adopting one.
+
+
+def _scopes_held_by(coro: Any) -> set[int]:
+    import gc
+
+    from trio import CancelScope
+
+    held: set[int] = set()
+    node = coro
+    while node is not None:
+        for ref in gc.get_referents(node):
+            owner = getattr(ref, "__self__", ref)
+            if isinstance(owner, CancelScope):
+                held.add(id(owner))
+        node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
+    return held
+
+
+def detach_scopes(coro: Any) -> tuple[Any, Any] | None:
+    """Take the cancel scopes ``coro`` holds open off the current task."""
+    try:
+        task = _run.GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        return None
+    try:
+        held = _scopes_held_by(coro)
+        innermost = status = task._cancel_status
+        top = None
+        while status is not None and id(status._scope) in held:
+            top = status
+            status = status.parent
+        if top is None:
+            return None
+        task._activate_cancel_status(top.parent)
+        return innermost, top
+    except AttributeError:  # pragma: no cover - a trio release without these internals
+        return None
+
+
+def attach_scopes(moved: tuple[Any, Any] | None) -> None:
+    """Open the scopes taken by ``detach_scopes`` on the current task."""
+    if moved is None:
+        return
+    innermost, top = moved
+    task = _run.GLOBAL_RUN_CONTEXT.task
+    top.parent = task._cancel_status
+    task._activate_cancel_status(innermost)

@@ -170,8 +170,15 @@ class TrioRunner(HostRunner):
         return slot.outcome()
 
     def adopt(self, coro: Any, first_yield: Any) -> None:
+        moved = _trio_internals.detach_scopes(coro) if self.internals_ok else None
         name = getattr(coro, "__qualname__", type(coro).__name__)
-        tl.spawn_system_task(adopted, coro, first_yield, name=f"dneio-adopted:{name}")
+        tl.spawn_system_task(_adopted, coro, first_yield, moved, name=f"dneio-adopted:{name}")
+
+
+async def _adopted(coro: Any, first_yield: Any, moved: Any) -> Any:
+    if moved is not None:
+        _trio_internals.attach_scopes(moved)
+    return await adopted(coro, first_yield)
 
 
 RUNNER = TrioRunner()
