@@ -121,7 +121,7 @@ def _await_chain(coro: Any) -> str:
     names = []
     node = coro
     while node is not None and len(names) < 12:
-        names.append(getattr(node, "__qualname__", type(node).__name__))
+        names.append(getattr(node, "__name__", type(node).__name__))
         node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
     return " -> ".join(f"{n}()" for n in names)
 

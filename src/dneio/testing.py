@@ -145,7 +145,9 @@ class Harness:
             handle.result = await fn(*args)
         except BaseException as exc:
             handle.exception = exc
-            if type(exc).__name__ in ("Cancelled", "CancelledError"):
+            # Cancellation, or (natively) the coroutine being closed because
+            # its continuation was dropped.
+            if type(exc).__name__ in ("Cancelled", "CancelledError", "GeneratorExit"):
                 handle.cancelled = True
                 raise
         finally:

@@ -1,0 +1,251 @@
+"""shift/reset semantics of the native runner (SPEC section 2)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import outcome
+import pytest
+
+import dneio
+from dneio import AnsweringContinuation, Continuation, ContinuationSpentError, reset, shift
+
+
+async def _two_shifts(log: list[Any]) -> str:
+    a = await shift(lambda k: ("first answer", k))
+    log.append(a)
+    b = await shift(lambda k: ("second answer", k))
+    log.append(b)
+    return "returned"
+
+
+def test_reset_returns_answers_then_return_value() -> None:
+    log: list[Any] = []
+    answer, k = reset(_two_shifts(log))
+    assert answer == "first answer" and log == []
+    answer2, k2 = k.send(1)
+    assert answer2 == "second answer" and log == [1]
+    assert k2.send(2) == "returned"
+    assert log == [1, 2]
+
+
+def test_reset_of_finished_coroutine_returns_its_value() -> None:
+    async def f() -> int:
+        return 42
+
+    assert reset(f()) == 42
+
+
+def test_resume_in_place_returns_return_value() -> None:
+    async def f() -> str:
+        x = await shift(lambda k: k.send(5))
+        return f"got {x}"
+
+    assert reset(f()) == "got 5"
+
+
+def test_exception_from_coroutine_propagates_out_of_reset_and_send() -> None:
+    async def f() -> None:
+        await shift(lambda k: k)
+        raise ValueError("boom")
+
+    k = reset(f())
+    with pytest.raises(ValueError, match="boom"):
+        k.send(None)
+
+
+def test_reset_rejects_non_coroutines_before_running_anything() -> None:
+    ran = []
+
+    async def f() -> None:
+        ran.append(1)
+
+    with pytest.raises(TypeError, match=r"call the async function"):
+        reset(f)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="coroutine object"):
+        reset(42)  # type: ignore[arg-type]
+    assert ran == []
+
+
+def test_shift_without_any_runner_says_how_to_fix_it() -> None:
+    coro = shift(lambda k: None)
+    with pytest.raises(RuntimeError, match=r"dneio\.reset.*trio.*asyncio"):
+        coro.send(None)
+
+
+def test_shift_rejects_non_callable() -> None:
+    with pytest.raises(TypeError, match="function that accepts a continuation"):
+        shift(42)  # type: ignore[arg-type]
+
+
+def test_func_raising_before_resume_raises_at_the_await_and_spends_k() -> None:
+    kept: list[Any] = []
+    seen: list[BaseException] = []
+
+    def func(k: Any) -> None:
+        kept.append(k)
+        raise KeyError("from func")
+
+    async def f() -> str:
+        try:
+            await shift(func)
+        except KeyError as exc:
+            seen.append(exc)
+        return "after"
+
+    assert reset(f()) == "after"
+    assert len(seen) == 1
+    with pytest.raises(ContinuationSpentError):
+        kept[0].send(None)
+
+
+def test_func_raising_after_resume_propagates_to_the_resumer() -> None:
+    log = []
+
+    def func(k: Any) -> None:
+        k.send("v")
+        raise KeyError("late")
+
+    async def f() -> None:
+        log.append(await shift(func))
+        await shift(lambda k: None)
+
+    with pytest.raises(KeyError, match="late"):
+        reset(f())
+    assert log == ["v"]
+
+
+def test_second_resume_raises_and_leaves_coroutine_untouched() -> None:
+    log: list[Any] = []
+    answer, k = reset(_two_shifts(log))
+    k.send("a")
+    assert log == ["a"]
+    with pytest.raises(ContinuationSpentError, match="only once"):
+        k.send("b")
+    with pytest.raises(ContinuationSpentError):
+        k.throw(ValueError())
+    assert log == ["a"]
+
+
+def test_throw_resume_and_call() -> None:
+    async def f() -> Any:
+        results = []
+        for _ in range(3):
+            try:
+                results.append(await shift(lambda k: k))
+            except ValueError as exc:
+                results.append(("error", str(exc)))
+        return results
+
+    k = reset(f())
+    k = k.resume(outcome.Value(1))
+    k = k.resume(outcome.Error(ValueError("x")))
+    assert k(3) == [1, ("error", "x"), 3]
+
+
+def test_resume_rejects_non_outcomes() -> None:
+    async def f() -> None:
+        await shift(lambda k: k)
+
+    k = reset(f())
+    with pytest.raises(TypeError, match="outcome.Value or outcome.Error"):
+        k.resume(5)
+    k.send(None)
+
+
+def test_throw_rejects_non_exceptions_without_spending() -> None:
+    async def f() -> Any:
+        return await shift(lambda k: k)
+
+    k = reset(f())
+    with pytest.raises(TypeError, match="exception instance"):
+        k.throw("nope")  # type: ignore[arg-type]
+    assert k.send(9) == 9
+
+
+def test_dropped_continuation_closes_the_coroutine() -> None:
+    log = []
+
+    async def f() -> None:
+        try:
+            await shift(lambda k: None)
+            log.append("resumed?")
+        finally:
+            log.append("finally")
+
+    assert reset(f()) is None
+    assert log == ["finally"]
+
+
+def test_continuation_types_work_at_run_time() -> None:
+    alias = Continuation[int]
+    assert alias.__origin__ is AnsweringContinuation  # type: ignore[attr-defined]
+    assert AnsweringContinuation[int, str, bytes] is not None
+
+    async def f() -> None:
+        await shift(ks.append)
+
+    ks: list[Any] = []
+    reset(f())
+    assert isinstance(ks[0], AnsweringContinuation)
+    assert not ks[0].is_cancelled()
+    ks[0].on_cancel(lambda: pytest.fail("native continuations are never cancelled"))
+    ks[0].shield()
+    ks[0].send(None)
+
+
+def test_native_continuation_runs_on_the_resuming_thread() -> None:
+    where = []
+
+    async def f() -> None:
+        await shift(ks.append)
+        where.append(threading.get_ident())
+
+    ks: list[Any] = []
+    reset(f())
+    t = threading.Thread(target=ks[0].send, args=(None,))
+    t.start()
+    t.join()
+    assert where == [t.ident]
+
+
+def test_foreign_await_without_host_is_a_typeerror_thrown_into_the_coroutine() -> None:
+    import types
+
+    log = []
+
+    @types.coroutine
+    def bare_yield() -> Any:
+        yield "something foreign"
+
+    async def f() -> None:
+        try:
+            await bare_yield()
+        finally:
+            log.append("finally")
+
+    with pytest.raises(TypeError, match=r"f\(\) -> bare_yield\(\).*something foreign"):
+        reset(f())
+    assert log == ["finally"]
+
+
+def test_foreign_await_can_be_caught_and_the_coroutine_continues() -> None:
+    import asyncio
+
+    async def f() -> str:
+        try:
+            await asyncio.sleep(0)
+        except (TypeError, RuntimeError):
+            pass
+        return await shift(lambda k: k.send("carried on"))
+
+    assert reset(f()) == "carried on"
+
+
+def test_current_runner_natively() -> None:
+    async def f() -> Any:
+        return dneio.current_runner(), dneio.is_running_directly_under_trio()
+
+    assert reset(f()) == ("native", False)
+    assert dneio.current_runner() is None
