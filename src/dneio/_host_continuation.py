@@ -84,7 +84,13 @@ class Slot:
         resume(self.home, self, False, None)
 
     def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> None:
-        self._wake(st)
+        # The task's code is not native, even if a native coroutine resumed it.
+        driving = st.driving
+        st.driving = None
+        try:
+            self._wake(st)
+        finally:
+            st.driving = driving
 
     def outcome(self) -> Any:
         """The stored outcome, as the woken task sees it."""
