@@ -169,13 +169,14 @@ class AsyncioRunner(HostRunner):
         park._asyncio_future_blocking = True
         try:
             yield park
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if park.state != RESUMED or task is None:
                 raise
             # The task was cancelled after its continuation was resumed (or
-            # while it was shielded): keep the value, and let the
-            # cancellation hit the task's next suspension point instead.
-            task.cancel()
+            # while it was shielded): keep the value, and let the same
+            # cancellation (same message, same count) hit the task's next
+            # suspension point instead.
+            task.cancel(exc.args[0] if exc.args else None)
             task.uncancel()
         if park.state == CANCELLED:
             park.result()
