@@ -118,7 +118,7 @@ def test_func_raising_after_resume_propagates_to_the_resumer() -> None:
 
 def test_second_resume_raises_and_leaves_coroutine_untouched() -> None:
     log: list[Any] = []
-    answer, k = reset(_two_shifts(log))
+    _, k = reset(_two_shifts(log))
     k.send("a")
     assert log == ["a"]
     with pytest.raises(ContinuationSpentError, match="only once"):
@@ -149,7 +149,7 @@ def test_resume_rejects_non_outcomes() -> None:
         await shift(lambda k: k)
 
     k = reset(f())
-    with pytest.raises(TypeError, match="outcome.Value or outcome.Error"):
+    with pytest.raises(TypeError, match=r"outcome\.Value or outcome\.Error"):
         k.resume(5)
     k.send(None)
 

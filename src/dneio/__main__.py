@@ -16,11 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from ._demo import main as demo
 
-        return demo(rest)
+        return int(demo(rest))
     if command == "bench":
         from ._bench import main as bench
 
-        return bench(rest)
+        return int(bench(rest))
     print(f"unknown command {command!r}; expected 'demo' or 'bench'", file=sys.stderr)
     return 2
 

@@ -118,7 +118,7 @@ def _foreign(coro: Any, yielded: Any) -> tuple[bool, Any]:
 
 
 def _await_chain(coro: Any) -> str:
-    names = []
+    names: list[str] = []
     node = coro
     while node is not None and len(names) < 12:
         names.append(getattr(node, "__name__", type(node).__name__))

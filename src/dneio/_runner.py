@@ -42,10 +42,12 @@ class HostRunner(ABC):
 
 def _load(module: str) -> HostRunner:
     if module == "trio":
-        from ._trio_runner import RUNNER
-    else:
-        from ._asyncio_runner import RUNNER
-    return RUNNER
+        from . import _trio_runner
+
+        return _trio_runner.RUNNER
+    from . import _asyncio_runner
+
+    return _asyncio_runner.RUNNER
 
 
 def _candidates() -> Generator[HostRunner, None, None]:

@@ -19,6 +19,10 @@ import outcome
 
 problem = "not checked yet"
 
+_run: Any
+CancelShieldedCheckpoint: Any
+PermanentlyDetachCoroutineObject: Any
+WaitTaskRescheduled: Any
 try:
     from trio._core import _run
     from trio._core._traps import (
@@ -28,11 +32,10 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - depends on the trio release
     problem = f"cannot import trio's internals: {exc}"
-    _run = None  # type: ignore[assignment]
+    _run = CancelShieldedCheckpoint = PermanentlyDetachCoroutineObject = None
+    WaitTaskRescheduled = None
 
-    class WaitTaskRescheduled:  # type: ignore[no-redef]
-        def __init__(self, abort_func: Any) -> None:
-            raise RuntimeError("trio internals unavailable")
+__all__ = ["WaitTaskRescheduled", "attach_scopes", "check", "detach_scopes", "step"]
 
 # The statements of trio's run loop that ``step`` reproduces.
 _EXPECTED_RUN_LOOP = (
@@ -108,9 +111,9 @@ def step(task: Any, send: Any) -> None:
     Mirrors one iteration of trio's run loop for this task, then makes the
     previously current task (if any) current again.
     """
-    ctx = _run.GLOBAL_RUN_CONTEXT
-    runner = task._runner
-    if getattr(ctx, "runner", None) is not runner:
+    ctx: Any = _run.GLOBAL_RUN_CONTEXT
+    runner: Any = task._runner
+    if getattr(ctx, "runner", None) is not task._runner:
         raise RuntimeError(
             f"cannot resume {task!r}: its trio run is over or runs on another thread"
         )
@@ -122,7 +125,7 @@ def step(task: Any, send: Any) -> None:
     try:
         if "before_task_step" in runner.instruments:
             runner.instruments.call("before_task_step", task)
-        final = None
+        final: outcome.Outcome[Any] | None = None
         try:
             msg = task.context.run(task.coro.send, send)
         except StopIteration as stop:
@@ -145,11 +148,11 @@ def step(task: Any, send: Any) -> None:
             elif type(msg) is PermanentlyDetachCoroutineObject:
                 runner.task_exited(task, msg.final_outcome)
             else:
-                exc = TypeError(
+                foreign = TypeError(
                     f"trio.run received unrecognized yield message {msg!r} from {task!r} "
                     "(it awaited something that is not a trio operation)"
                 )
-                runner.reschedule(task, exc)
+                runner.reschedule(task, foreign)
                 task._next_send_fn = task.coro.throw
             del msg
         if "after_task_step" in runner.instruments:
@@ -189,7 +192,7 @@ def _scopes_held_by(coro: Any) -> set[int]:
 def detach_scopes(coro: Any) -> tuple[Any, Any] | None:
     """Take the cancel scopes ``coro`` holds open off the current task."""
     try:
-        task = _run.GLOBAL_RUN_CONTEXT.task
+        task: Any = _run.GLOBAL_RUN_CONTEXT.task
     except AttributeError:
         return None
     try:
@@ -212,6 +215,6 @@ def attach_scopes(moved: tuple[Any, Any] | None) -> None:
     if moved is None:
         return
     innermost, top = moved
-    task = _run.GLOBAL_RUN_CONTEXT.task
+    task: Any = _run.GLOBAL_RUN_CONTEXT.task
     top.parent = task._cancel_status
     task._activate_cancel_status(innermost)

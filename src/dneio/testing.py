@@ -11,7 +11,7 @@ provides it as the ``runner`` fixture.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._native import reset
@@ -29,6 +29,10 @@ ALL_RUNNERS = (
 )
 
 AsyncFn = Callable[..., Awaitable[Any]]
+
+
+def void(_: object) -> None:
+    """Discard a value (to pass a value-returning callable as a None-returning one)."""
 
 
 class NotFinished(AssertionError):
@@ -193,7 +197,9 @@ class Harness:
 
         return trio.run(main)
 
-    def _asyncio_main(self, fn: AsyncFn, args: tuple[Any, ...]) -> Callable[[], Awaitable[Any]]:
+    def _asyncio_main(
+        self, fn: AsyncFn, args: tuple[Any, ...]
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
         import asyncio
 
         async def main() -> Any:
@@ -201,7 +207,7 @@ class Harness:
 
             def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
                 t = asyncio.get_running_loop().create_task(self._wrap(f, a, handle))
-                handle._cancel = t.cancel
+                handle._cancel = lambda: void(t.cancel())
                 tasks.append(t)
 
             async def settle() -> None:
