@@ -1,0 +1,153 @@
+"""Native coroutines that await host operations are adopted as host tasks (SPEC section 2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dneio import reset, shift
+from dneio.testing import ALL_RUNNERS, Harness
+
+HOSTS = pytest.mark.runners(*(n for n in ALL_RUNNERS if n != "native"))
+
+
+async def _host_sleep(h: Harness, seconds: float) -> None:
+    if h.base == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
+
+@HOSTS
+def test_native_coroutine_awaiting_host_sleep_is_adopted(runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+        box: list[Any] = []
+
+        async def native() -> str:
+            log.append("start")
+            await _host_sleep(h, 0.001)
+            log.append("slept")
+            # Back in dneio operations, now as a host task.
+            log.append(await shift(box.append))
+            await _host_sleep(h, 0)
+            log.append("end")
+            return "result"
+
+        assert reset(native()) is None  # suspended in a host operation
+        assert log == ["start"]
+        # The resuming task's own cancel scopes are intact: it can sleep too.
+        await _host_sleep(h, 0.02)
+        await h.settle()
+        assert log == ["start", "slept"]
+        box[0].send("value")
+        await _host_sleep(h, 0.001)
+        await h.settle()
+        return log
+
+    assert runner.run(main) == ["start", "slept", "value", "end"]
+
+
+@HOSTS
+def test_adopted_coroutine_keeps_cancel_scopes_working(runner: Harness) -> None:
+    """Timeouts opened by the adopted coroutine still apply to it, and only to it."""
+
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def native() -> None:
+            if h.base == "trio":
+                import trio
+
+                with trio.move_on_after(0.01) as scope:
+                    await trio.sleep(10)
+                log.append(f"moved on: {scope.cancelled_caught}")
+            else:
+                import asyncio
+
+                try:
+                    await asyncio.wait_for(asyncio.sleep(10), 0.01)
+                except TimeoutError:
+                    log.append("moved on: True")
+
+        reset(native())
+        for _ in range(200):
+            if log:
+                break
+            await _host_sleep(h, 0.005)
+        return log
+
+    assert runner.run(main) == ["moved on: True"]
+
+
+@HOSTS
+def test_finally_blocks_run_when_adopted_coroutine_fails(runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def native() -> None:
+            try:
+                await _host_sleep(h, 0)
+                raise ZeroDivisionError("inside adopted coroutine")
+            finally:
+                log.append("finally")
+
+        reset(native())
+        await _host_sleep(h, 0.01)
+        await h.settle()
+        return log
+
+    if runner.base == "trio":
+        # trio never lets an error pass silently: it ends the run.
+        import trio
+
+        with pytest.raises((trio.TrioInternalError, BaseExceptionGroup)):
+            runner.run(main)
+    else:
+        import asyncio
+
+        errors: list[dict[str, Any]] = []
+
+        async def wrapped(h: Harness) -> Any:
+            asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+            return await main(h)
+
+        assert runner.run(wrapped) == ["finally"]
+        assert isinstance(errors[0]["exception"], ZeroDivisionError)
+        assert "nobody received" in errors[0]["message"]
+
+
+@pytest.mark.runners("asyncio", "uvloop", "anyio-asyncio", "asyncio-deferred")
+def test_resumed_asyncio_task_sees_itself_as_current(runner: Harness) -> None:
+    import asyncio
+
+    async def main(h: Harness) -> Any:
+        box: list[Any] = []
+        seen: list[Any] = []
+
+        async def waiter() -> None:
+            me = asyncio.current_task()
+            await shift(box.append)
+            seen.append(asyncio.current_task() is me)
+            async with asyncio.TaskGroup() as tg:
+                child = tg.create_task(asyncio.sleep(0, "child result"))
+            seen.append(child.result())
+            async with asyncio.timeout(5):
+                await shift(box.append)
+            seen.append(asyncio.current_task() is me)
+
+        t = h.spawn(waiter)
+        await h.settle()
+        box.pop().send(None)
+        await h.settle()
+        box.pop().send(None)
+        await h.settle()
+        t.get()
+        return seen
+
+    assert runner.run(main) == [True, "child result", True]
