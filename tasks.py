@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Set up and run dneio's jobs, each in a local virtual environment.
+
+    python3 tasks.py demo    # the demo: one protocol, natively, on asyncio and on trio
+    python3 tasks.py test    # the whole test suite, newest and oldest supported releases,
+                             # then mypy --strict and ruff
+    python3 tasks.py bench   # the benchmark (extra arguments are passed on)
+
+Environments: .venv holds the newest releases of everything, .venv-oldest
+the oldest releases dneio supports (ci/oldest-constraints.txt). Each is
+created on first use and refreshed when pyproject.toml or the constraints
+change. Extra arguments after ``test`` go to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+NEWEST = ROOT / ".venv"
+OLDEST = ROOT / ".venv-oldest"
+CONSTRAINTS = ROOT / "ci" / "oldest-constraints.txt"
+
+
+def _python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _ensure(env: Path, constraints: Path | None = None) -> Path:
+    """Create or refresh ``env`` with dneio and its test extras installed."""
+    inputs = (ROOT / "pyproject.toml").read_bytes()
+    if constraints is not None:
+        inputs += constraints.read_bytes()
+    stamp = env / ".dneio-installed"
+    digest = hashlib.sha256(inputs).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return _python(env)
+    print(f"setting up {env.name} ...", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(env)
+    py = str(_python(env))
+    _run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    cmd = [py, "-m", "pip", "install", "-q", "-e", f"{ROOT}[test,trio,uvloop]"]
+    if constraints is not None:
+        cmd += ["-c", str(constraints)]
+    _run(cmd)
+    stamp.write_text(digest)
+    return _python(env)
+
+
+def _run(cmd: list[str]) -> int:
+    print("+", " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd),
+          flush=True)
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def _check(code: int, what: str) -> None:
+    if code == 5:
+        sys.exit(f"{what}: pytest collected no tests")
+    if code != 0:
+        sys.exit(f"{what} failed (exit code {code})")
+
+
+def demo(args: list[str]) -> None:
+    _check(_run([str(_ensure(NEWEST)), "-m", "dneio", "demo", *args]), "demo")
+
+
+def bench(args: list[str]) -> None:
+    _check(_run([str(_ensure(NEWEST)), "-m", "dneio", "bench", *args]), "bench")
+
+
+def test(args: list[str]) -> None:
+    newest = str(_ensure(NEWEST))
+    oldest = str(_ensure(OLDEST, CONSTRAINTS))
+    _check(_run([newest, "-m", "pytest", *args]), "tests (newest releases)")
+    _check(_run([oldest, "-m", "pytest", "-q", *args]), "tests (oldest supported releases)")
+    _check(_run([newest, "-m", "mypy", "--strict", "src"]), "mypy --strict")
+    _check(_run([newest, "-m", "ruff", "check", "src", "tests"]), "ruff")
+    print("all checks passed")
+
+
+def main() -> None:
+    jobs = {"demo": demo, "test": test, "bench": bench}
+    if len(sys.argv) < 2 or sys.argv[1] not in jobs:
+        sys.exit(f"usage: python3 tasks.py {{{','.join(jobs)}}} [args...]")
+    jobs[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
