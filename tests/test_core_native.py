@@ -75,8 +75,12 @@ def test_shift_without_any_runner_says_how_to_fix_it() -> None:
 
 
 def test_shift_rejects_non_callable() -> None:
-    with pytest.raises(TypeError, match="function that accepts a continuation"):
-        shift(42)  # type: ignore[arg-type]
+    async def f() -> str:
+        with pytest.raises(TypeError, match="function that accepts a continuation"):
+            await shift(42)  # type: ignore[arg-type]
+        return "ok"
+
+    assert reset(f()) == "ok"
 
 
 def test_func_raising_before_resume_raises_at_the_await_and_spends_k() -> None:

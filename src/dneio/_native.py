@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ._continuation import AnsweringContinuation, spent_error
-from ._scheduling import MAX_DEPTH, ThreadState, current_state, resume
+from ._scheduling import MAX_DEPTH, ThreadState, _local, drain, resume
 
 _T = TypeVar("_T")
 
@@ -25,20 +25,54 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
 
     def __init__(self, coro: Any) -> None:
         self._coro = coro
-        self._claimed: Any = None
 
     def __repr__(self) -> str:
         coro = self._coro
         where = "spent" if coro is None else getattr(coro, "__qualname__", repr(coro))
         return f"<native continuation of {where}>"
 
+    # The hot path: send() is resume() and the first step of drive(),
+    # specialised and inlined; anything unusual goes through drive().
     def send(self, value: Any) -> Any:
         coro = self._coro
         if coro is None:
             raise spent_error(self)
         self._coro = None
-        self._claimed = coro
-        return resume(current_state(), self, False, value)
+        st = _local.state
+        if st.depth >= MAX_DEPTH or st.queue or st.hold:
+            self._claimed = coro
+            return resume(st, self, False, value)
+        st.depth += 1
+        try:
+            prev = st.driving
+            st.driving = coro
+            try:
+                yielded = coro.send(value)
+            except StopIteration as stop:
+                answer = stop.value
+                yielded = _FINISHED
+            finally:
+                st.driving = prev
+            if yielded is SHIFT:
+                func = st.request
+                st.request = None
+                k = _new_continuation(NativeContinuation)
+                k._coro = coro
+                try:
+                    answer = func(k)
+                except BaseException as exc:
+                    answer = _func_failed(st, coro, k, func, exc)
+            elif yielded is not _FINISHED:
+                answer = _after_foreign(st, coro, yielded)
+        except BaseException:
+            st.depth -= 1
+            if not st.depth and st.queue and not st.hold:
+                drain(st, reraise=False)
+            raise
+        st.depth -= 1
+        if not st.depth and st.queue and not st.hold:
+            drain(st)
+        return answer
 
     def throw(self, exc: BaseException) -> Any:
         if not isinstance(exc, BaseException):
@@ -48,7 +82,7 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
             raise spent_error(self)
         self._coro = None
         self._claimed = coro
-        return resume(current_state(), self, True, exc)
+        return resume(_local.state, self, True, exc)
 
     __call__ = send
 
@@ -56,6 +90,10 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
         coro = self._claimed
         self._claimed = None
         return drive(st, coro, is_exc, value)
+
+
+_new_continuation = object.__new__
+_FINISHED = object()
 
 
 def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
@@ -73,13 +111,17 @@ def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
             else:
                 yielded = coro.send(value)
         except StopIteration as stop:
-            return stop.value
-        finally:
             st.driving = prev
+            return stop.value
+        except BaseException:
+            st.driving = prev
+            raise
+        st.driving = prev
         if yielded is SHIFT:
             func = st.request
             st.request = None
-            k = NativeContinuation(coro)
+            k = _new_continuation(NativeContinuation)
+            k._coro = coro
             try:
                 return func(k)
             except BaseException as exc:
@@ -89,11 +131,31 @@ def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
                 # func failed before resuming k: k is spent, and the error
                 # surfaces at the ``await shift(...)``.
                 k._coro = None
-                is_exc, value = True, exc
+                is_exc, value = True, _explain_bad_func(func, exc)
                 continue
         is_exc, value = _foreign(coro, yielded)
         if not is_exc:
             return None
+
+
+def _func_failed(
+    st: ThreadState, coro: Any, k: NativeContinuation, func: Any, exc: BaseException
+) -> Any:
+    if k._coro is None:
+        raise exc
+    k._coro = None
+    return drive(st, coro, True, _explain_bad_func(func, exc))
+
+
+def _after_foreign(st: ThreadState, coro: Any, yielded: Any) -> Any:
+    is_exc, value = _foreign(coro, yielded)
+    return drive(st, coro, True, value) if is_exc else None
+
+
+def _explain_bad_func(func: Any, exc: BaseException) -> BaseException:
+    if isinstance(exc, TypeError) and not callable(func):
+        return TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
+    return exc
 
 
 def _foreign(coro: Any, yielded: Any) -> tuple[bool, Any]:
@@ -142,7 +204,7 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
         if callable(coro):
             hint = " (call the async function: reset(main()), not reset(main))"
         raise TypeError(f"reset() takes a coroutine object, not {coro!r}{hint}")
-    st = current_state()
+    st = _local.state
     if st.depth >= MAX_DEPTH:
         k = NativeContinuation(None)
         k._claimed = coro
@@ -153,6 +215,4 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
     finally:
         st.depth -= 1
         if not st.depth and st.queue and not st.hold:
-            from ._scheduling import drain
-
             drain(st)
