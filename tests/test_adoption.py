@@ -122,7 +122,7 @@ def test_finally_blocks_run_when_adopted_coroutine_fails(runner: Harness) -> Non
         assert "nobody received" in errors[0]["message"]
 
 
-@pytest.mark.runners("asyncio", "uvloop", "anyio-asyncio", "asyncio-deferred")
+@pytest.mark.runners("asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "asyncio-deferred")
 def test_resumed_asyncio_task_sees_itself_as_current(runner: Harness) -> None:
     import asyncio
 

@@ -49,7 +49,7 @@ def test_native_chain_inside_host_tasks(runner: Harness) -> None:
     assert [i for i in order if i >= 0] == list(range(CHAIN))
 
 
-@pytest.mark.runners("trio", "asyncio", "uvloop", "anyio-asyncio", "anyio-trio")
+@pytest.mark.runners("trio", "asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "anyio-trio")
 def test_chain_of_host_tasks(runner: Harness) -> None:
     """Host tasks, each resuming the next from its own code, far past the nesting limit."""
     # 100,000 tasks on plain trio and asyncio; the other flavours share their code paths.

@@ -21,6 +21,7 @@ ALL_RUNNERS = (
     "native",
     "trio",
     "asyncio",
+    "asyncio-pytask",
     "uvloop",
     "anyio-asyncio",
     "anyio-trio",
@@ -75,7 +76,7 @@ class Harness:
             raise ValueError(f"unknown runner {name!r}; choose from {ALL_RUNNERS}")
         self.name = name
         self.base = name.split("-")[-1] if name.startswith("anyio") else name.split("-")[0]
-        if self.base == "uvloop":
+        if self.base in ("uvloop", "pytask"):
             self.base = "asyncio"
         self.cancellable = name != "native"
         self._spawner: Callable[[AsyncFn, tuple[Any, ...], TaskHandle], None] | None = None
@@ -231,6 +232,21 @@ class Harness:
         import asyncio
 
         return asyncio.run(self._asyncio_main(fn, args)())
+
+    def _run_asyncio_pytask(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        """asyncio with its pure-Python Task class instead of the C one."""
+        import asyncio
+        import asyncio.tasks
+
+        py_task: Any = asyncio.tasks._PyTask  # type: ignore[attr-defined]
+
+        def loop_factory() -> asyncio.AbstractEventLoop:
+            loop = asyncio.new_event_loop()
+            loop.set_task_factory(lambda loop, coro, **kw: py_task(coro, loop=loop, **kw))
+            return loop
+
+        with asyncio.Runner(loop_factory=loop_factory) as r:
+            return r.run(self._asyncio_main(fn, args)())
 
     def _run_uvloop(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
         import asyncio
