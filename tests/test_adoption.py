@@ -151,3 +151,51 @@ def test_resumed_asyncio_task_sees_itself_as_current(runner: Harness) -> None:
         return seen
 
     assert runner.run(main) == [True, "child result", True]
+
+
+@pytest.mark.runners("trio", "anyio-trio", "trio-deferred")
+def test_native_coroutines_may_wait_on_trio_operations_that_register_the_task(
+    runner: Harness,
+) -> None:
+    """I/O waits and parking lots register the current task: it must be the adopter."""
+    import socket
+
+    import trio
+
+    async def main(h: Harness) -> Any:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        event = trio.Event()
+        log: list[Any] = []
+
+        async def reader() -> None:
+            await trio.lowlevel.wait_readable(a)
+            log.append(a.recv(10))
+
+        async def event_waiter() -> None:
+            await event.wait()
+            log.append("event")
+
+        async def shifter() -> None:
+            log.append(await shift(box.append))
+            await trio.sleep(0)
+            log.append("after sleep")
+
+        box: list[Any] = []
+        reset(reader())
+        reset(event_waiter())
+        reset(shifter())
+        # The resuming task carries on with its own waits, undisturbed.
+        await trio.sleep(0.01)
+        assert log == []
+        b.send(b"data")
+        event.set()
+        box[0].send("resumed")
+        with trio.fail_after(5):
+            while len(log) < 4:
+                await trio.sleep(0.001)
+        a.close()
+        b.close()
+        return sorted(map(str, log))
+
+    assert runner.run(main) == sorted(["b'data'", "event", "resumed", "after sleep"])

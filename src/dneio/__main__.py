@@ -9,7 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print("usage: python -m dneio {demo,bench} [options]")
-        print("  demo   run a line-echo protocol over loopback TCP natively, on asyncio and on trio")
+        print("  demo   a line-echo protocol over loopback TCP: natively, on asyncio, on trio")
         print("  bench  measure dneio against its baselines (see --help)")
         return 0 if args else 2
     command, rest = args[0], args[1:]

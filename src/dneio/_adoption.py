@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 
@@ -21,16 +21,25 @@ class _Resumed:
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, yielded = self.coro, self.first_yield
         self.coro = self.first_yield = None
-        while True:
-            try:
-                sent = yield yielded
-            except BaseException as exc:
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            return (yield from carry_on(coro, coro.throw, exc))
+        return (yield from carry_on(coro, coro.send, sent))
+
+
+def carry_on(
+    coro: Any, step: Callable[[Any], Any], arg: Any
+) -> Generator[Any, Any, Any]:
+    """Step ``coro`` with ``step(arg)``, then pass everything between it and our driver."""
+    while True:
+        try:
+            yielded = step(arg)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            arg = yield yielded
+            step = coro.send
+        except BaseException as exc:
+            arg = exc
+            step = coro.throw

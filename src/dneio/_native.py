@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -13,6 +14,11 @@ _T = TypeVar("_T")
 
 #: What ``shift`` yields to the native driver; the function is in ``ThreadState.request``.
 SHIFT = object()
+
+#: While a trio run is active in this process, the trio runner's
+#: ``NativeHosting``: native code entered from a trio task runs with a host
+#: task of dneio's made current (see ``_trio_runner``).
+trio_hosting: Any = None
 
 
 class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
@@ -39,7 +45,12 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
             raise spent_error(self)
         self._coro = None
         st = _local.state
-        if st.depth >= MAX_DEPTH or st.queue or st.hold:
+        if (
+            st.depth >= MAX_DEPTH
+            or st.queue
+            or st.hold
+            or (trio_hosting is not None and st.driving is None)
+        ):
             self._claimed = coro
             return resume(st, self, False, value)
         st.depth += 1
@@ -102,6 +113,17 @@ def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
     Returns the answer: what the ``func`` of its next ``shift`` returned, or
     its return value.  Exceptions from the coroutine propagate to the caller.
     """
+    if st.driving is None and trio_hosting is not None:
+        resumer = trio_hosting.enter(st)
+        if resumer is not None:
+            try:
+                return _drive(st, coro, is_exc, value)
+            finally:
+                trio_hosting.leave(resumer)
+    return _drive(st, coro, is_exc, value)
+
+
+def _drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
     while True:
         prev = st.driving
         st.driving = coro
@@ -188,6 +210,15 @@ def _await_chain(coro: Any) -> str:
     return " -> ".join(f"{n}()" for n in names)
 
 
+def _start_trio_hosting() -> None:
+    from ._runner import get_runner
+    from ._trio_runner import TrioRunner
+
+    runner = get_runner("trio")
+    assert isinstance(runner, TrioRunner)
+    runner.hosting.start_if_running()
+
+
 def reset(coro: Coroutine[Any, Any, _T]) -> Any:
     """Run ``coro`` now, on this thread, until it finishes or suspends in ``shift``.
 
@@ -204,6 +235,8 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
         if callable(coro):
             hint = " (call the async function: reset(main()), not reset(main))"
         raise TypeError(f"reset() takes a coroutine object, not {coro!r}{hint}")
+    if trio_hosting is None and "trio" in sys.modules:
+        _start_trio_hosting()
     st = _local.state
     if st.depth >= MAX_DEPTH:
         k = NativeContinuation(None)

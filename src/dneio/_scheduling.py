@@ -34,7 +34,7 @@ class Deliverable(Protocol):
 class ThreadState:
     """What one thread knows about the coroutines it is running."""
 
-    __slots__ = ("depth", "driving", "hold", "pump_pending", "queue", "request")
+    __slots__ = ("depth", "driving", "hold", "pump_pending", "queue", "request", "trio_host")
 
     def __init__(self) -> None:
         # The coroutine the native driver is stepping right now, or None when
@@ -46,6 +46,8 @@ class ThreadState:
         self.hold = 0
         self.pump_pending = False
         self.queue: deque[tuple[Deliverable, bool, Any]] = deque()
+        # The trio task that hosts native code on this thread (see _trio_runner).
+        self.trio_host: Any = None
 
 
 class _Local(threading.local):

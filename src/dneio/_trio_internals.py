@@ -35,7 +35,16 @@ except ImportError as exc:  # pragma: no cover - depends on the trio release
     _run = CancelShieldedCheckpoint = PermanentlyDetachCoroutineObject = None
     WaitTaskRescheduled = None
 
-__all__ = ["WaitTaskRescheduled", "attach_scopes", "check", "detach_scopes", "step"]
+__all__ = [
+    "WaitTaskRescheduled",
+    "check",
+    "current_runner_or_none",
+    "current_task_or_none",
+    "make_current",
+    "park_on",
+    "start_now",
+    "step",
+]
 
 # The statements of trio's run loop that ``step`` reproduces.
 _EXPECTED_RUN_LOOP = (
@@ -58,6 +67,7 @@ _EXPECTED_RESCHEDULE = (
     "self.runq.append(task)",
 )
 _EXPECTED_TASK_ATTRS = (
+    "_cancel_status",
     "coro",
     "context",
     "_runner",
@@ -95,6 +105,10 @@ def check() -> bool:
         if name not in fields:
             problem = f"trio's Task has no {name}"
             return False
+    runner_fields = {a.name for a in getattr(_run.Runner, "__attrs_attrs__", ())}
+    if "runq" not in runner_fields:
+        problem = "trio's Runner has no runq"
+        return False
     if not hasattr(_run, "GLOBAL_RUN_CONTEXT"):
         problem = "trio has no GLOBAL_RUN_CONTEXT"
         return False
@@ -164,57 +178,46 @@ def step(task: Any, send: Any) -> None:
             ctx.task = prev
 
 
-# -- adoption: moving cancel scopes to the adopting task ------------------------
+# -- hosting native code ---------------------------------------------------------
 #
-# A native coroutine runs on the stack of whichever trio task resumed it, so a
-# trio operation it awaits (``trio.sleep`` opens a cancel scope first) may
-# leave cancel scopes open on *that* task when it suspends.  Before the
-# coroutine carries on as a task of its own, those scopes are taken off the
-# resuming task and put on the adopting one.
+# Native coroutines run on the stack of whatever resumed them.  Under trio,
+# the trio operations they await (I/O waits, sleeps, parking lots) register
+# ``current_task()`` to be woken later, and they open cancel scopes on it.
+# So while native code runs inside a trio run, a parked system task of
+# dneio's (the *native host*) is made current instead of the task that
+# resumed it.  If the native code then suspends in a trio operation, the
+# host simply is the task that operation registered: it adopts the
+# coroutine and carries it on, and a fresh host is started for later
+# native code.
 
 
-def _scopes_held_by(coro: Any) -> set[int]:
-    import gc
-
-    from trio import CancelScope
-
-    held: set[int] = set()
-    node = coro
-    while node is not None:
-        for ref in gc.get_referents(node):
-            owner = getattr(ref, "__self__", ref)
-            if isinstance(owner, CancelScope):
-                held.add(id(owner))
-        node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
-    return held
+def start_now(task: Any) -> None:
+    """Run the first step of a just-spawned ``task`` right away, instead of from the run queue."""
+    task._runner.runq.remove(task)
+    task._next_send_fn = task._next_send = None
+    step(task, None)
 
 
-def detach_scopes(coro: Any) -> tuple[Any, Any] | None:
-    """Take the cancel scopes ``coro`` holds open off the current task."""
-    try:
-        task: Any = _run.GLOBAL_RUN_CONTEXT.task
-    except AttributeError:
-        return None
-    try:
-        held = _scopes_held_by(coro)
-        innermost = status = task._cancel_status
-        top = None
-        while status is not None and id(status._scope) in held:
-            top = status
-            status = status.parent
-        if top is None:
-            return None
-        task._activate_cancel_status(top.parent)
-        return innermost, top
-    except AttributeError:  # pragma: no cover - a trio release without these internals
-        return None
+def current_task_or_none() -> Any:
+    return _run.GLOBAL_RUN_CONTEXT.__dict__.get("task")
 
 
-def attach_scopes(moved: tuple[Any, Any] | None) -> None:
-    """Open the scopes taken by ``detach_scopes`` on the current task."""
-    if moved is None:
-        return
-    innermost, top = moved
-    task: Any = _run.GLOBAL_RUN_CONTEXT.task
-    top.parent = task._cancel_status
-    task._activate_cancel_status(innermost)
+def current_runner_or_none() -> Any:
+    return _run.GLOBAL_RUN_CONTEXT.__dict__.get("runner")
+
+
+def make_current(task: Any) -> None:
+    _run.GLOBAL_RUN_CONTEXT.task = task
+
+
+def park_on(task: Any, trap: Any) -> bool:
+    """Make the parked ``task`` wait on ``trap``, as if it had yielded it itself."""
+    if type(trap) is WaitTaskRescheduled:
+        task._abort_func = trap.abort_func
+        task._cancel_points += 1
+        task._attempt_delivery_of_any_pending_cancel()
+        return True
+    if trap is CancelShieldedCheckpoint:
+        task._runner.reschedule(task)
+        return True
+    return False

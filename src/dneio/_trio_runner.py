@@ -11,8 +11,8 @@ import outcome
 import trio
 import trio.lowlevel as tl
 
-from . import _trio_internals
-from ._adoption import adopted
+from . import _native, _trio_internals
+from ._adoption import adopted, carry_on
 from ._host_continuation import (
     CANCELLED,
     EARLY,
@@ -110,6 +110,7 @@ class TrioRunner(HostRunner):
     def __init__(self) -> None:
         self.internals_ok = _trio_internals.check()
         self.synchronous = self.internals_ok and os.environ.get("DNEIO_TRIO_MODE") != "deferred"
+        self.hosting = NativeHosting()
 
     def mode(self) -> str:
         return "synchronous" if self.synchronous else "deferred"
@@ -143,6 +144,8 @@ class TrioRunner(HostRunner):
         return True
 
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+        if _native.trio_hosting is None:
+            self.hosting.start_if_running()
         slot = TrioSlot(current_state(), tl.current_task(), tl.current_trio_token())
         k = TrioContinuation(slot)
         try:
@@ -170,15 +173,124 @@ class TrioRunner(HostRunner):
         return slot.outcome()
 
     def adopt(self, coro: Any, first_yield: Any) -> None:
-        moved = _trio_internals.detach_scopes(coro) if self.internals_ok else None
+        if self.hosting.adopt(coro, first_yield):
+            return
         name = getattr(coro, "__qualname__", type(coro).__name__)
-        tl.spawn_system_task(_adopted, coro, first_yield, moved, name=f"dneio-adopted:{name}")
+        tl.spawn_system_task(adopted, coro, first_yield, name=f"dneio-adopted:{name}")
 
 
-async def _adopted(coro: Any, first_yield: Any, moved: Any) -> Any:
-    if moved is not None:
-        _trio_internals.attach_scopes(moved)
-    return await adopted(coro, first_yield)
+class _Host:
+    """A parked system task that stands in as trio's current task for native code."""
+
+    __slots__ = ("coro", "runner", "task", "used")
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.task: Any = None
+        self.coro: Any = None
+        self.used = False
+
+    def idle_abort(self, raise_cancel: Any) -> tl.Abort:
+        # Cancelled while idle (the run is ending): go away.
+        self.used = True
+        return tl.Abort.SUCCEEDED
+
+
+async def _host_main(host: _Host) -> Any:
+    return await _HostLoop(host)
+
+
+class _HostLoop:
+    __slots__ = ("host",)
+
+    def __init__(self, host: _Host) -> None:
+        self.host = host
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        host = self.host
+        sent = yield _trio_internals.WaitTaskRescheduled(host.idle_abort)
+        coro, host.coro = host.coro, None
+        if coro is None:
+            return sent.unwrap()
+        # Adopted: the coroutine suspended in a trio operation that registered
+        # this task; what trio sends is for it.
+        return (yield from carry_on(coro, coro.send, sent))
+
+
+class NativeHosting:
+    """Makes native code inside a trio run register a host task of dneio's with trio.
+
+    Active only while at least one trio run is (its instrument turns it off
+    at the end of the run), and only where trio's internals passed the check.
+    """
+
+    def __init__(self) -> None:
+        self.runs: set[int] = set()
+
+    def start_if_running(self) -> None:
+        if not RUNNER.internals_ok:
+            return
+        try:
+            runner = _trio_internals.current_runner_or_none()
+        except Exception:  # pragma: no cover - trio internals changed
+            return
+        if runner is None or id(runner) in self.runs:
+            return
+        self.runs.add(id(runner))
+        tl.add_instrument(_EndOfRun(self, id(runner)))
+        _native.trio_hosting = self
+
+    def stop(self, run_id: int) -> None:
+        self.runs.discard(run_id)
+        if not self.runs:
+            _native.trio_hosting = None
+        current_state().trio_host = None
+
+    def enter(self, st: ThreadState) -> Any:
+        task = _trio_internals.current_task_or_none()
+        if task is None:
+            return None
+        host = st.trio_host
+        if host is None or host.used or host.runner is not task._runner:
+            host = self._new_host(st, task._runner)
+            if host is None:
+                return None
+        _trio_internals.make_current(host.task)
+        return task
+
+    def leave(self, task: Any) -> None:
+        _trio_internals.make_current(task)
+
+    def _new_host(self, st: ThreadState, runner: Any) -> _Host | None:
+        host = _Host(runner)
+        try:
+            host.task = tl.spawn_system_task(_host_main, host, name="dneio native host")
+            _trio_internals.start_now(host.task)
+        except Exception:  # the system nursery is closed: the run is ending
+            return None
+        st.trio_host = host
+        return host
+
+    def adopt(self, coro: Any, trap: Any) -> bool:
+        """Let the current host task carry on ``coro``, suspended in ``trap``."""
+        host = current_state().trio_host
+        if host is None or host.used or _trio_internals.current_task_or_none() is not host.task:
+            return False
+        host.coro = coro
+        if _trio_internals.park_on(host.task, trap):
+            host.used = True
+            return True
+        host.coro = None
+        return False
+
+
+class _EndOfRun(trio.abc.Instrument):
+    def __init__(self, hosting: NativeHosting, run_id: int) -> None:
+        self.hosting = hosting
+        self.run_id = run_id
+
+    def after_run(self) -> None:
+        self.hosting.stop(self.run_id)
 
 
 RUNNER = TrioRunner()
