@@ -95,8 +95,8 @@ class Slot:
     def outcome(self) -> Any:
         """The stored outcome, as the woken task sees it."""
         value = self.value
-        self.value = None
         if self.is_exc:
+            self.value = None
             try:
                 raise value
             finally:

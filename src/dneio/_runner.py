@@ -40,27 +40,39 @@ class HostRunner(ABC):
         return "deferred"
 
 
+_loaded: dict[str, HostRunner] = {}
+
+
 def _load(module: str) -> HostRunner:
-    if module == "trio":
-        from . import _trio_runner
+    runner = _loaded.get(module)
+    if runner is None:
+        if module == "trio":
+            from . import _trio_runner
 
-        return _trio_runner.RUNNER
-    from . import _asyncio_runner
+            runner = _trio_runner.RUNNER
+        else:
+            from . import _asyncio_runner
 
-    return _asyncio_runner.RUNNER
+            runner = _asyncio_runner.RUNNER
+        _loaded[module] = runner
+    return runner
 
 
-def _candidates() -> Generator[HostRunner, None, None]:
+def _candidates() -> list[HostRunner]:
     # trio first: a trio guest run inside asyncio is trio's task, not asyncio's.
-    if "trio" in sys.modules:
-        yield _load("trio")
-    if "asyncio" in sys.modules:
-        yield _load("asyncio")
+    modules = sys.modules
+    return [_load(m) for m in ("trio", "asyncio") if m in modules]
 
 
 def task_runner() -> HostRunner | None:
     """The host runner whose task is running on this thread, if any."""
-    for runner in _candidates():
+    modules = sys.modules
+    if "trio" in modules:
+        runner = _loaded.get("trio") or _load("trio")
+        if runner.in_task():
+            return runner
+    if "asyncio" in modules:
+        runner = _loaded.get("asyncio") or _load("asyncio")
         if runner.in_task():
             return runner
     return None

@@ -106,9 +106,10 @@ def check() -> bool:
             problem = f"trio's Task has no {name}"
             return False
     runner_fields = {a.name for a in getattr(_run.Runner, "__attrs_attrs__", ())}
-    if "runq" not in runner_fields:
-        problem = "trio's Runner has no runq"
-        return False
+    for name in ("runq", "trio_token", "instruments", "ki_pending", "main_task"):
+        if name not in runner_fields:
+            problem = f"trio's Runner has no {name}"
+            return False
     if not hasattr(_run, "GLOBAL_RUN_CONTEXT"):
         problem = "trio has no GLOBAL_RUN_CONTEXT"
         return False

@@ -15,6 +15,7 @@ from . import _native, _trio_internals
 from ._adoption import adopted, carry_on
 from ._host_continuation import (
     CANCELLED,
+    DROPPED,
     EARLY,
     PARKED,
     PENDING,
@@ -23,7 +24,7 @@ from ._host_continuation import (
     Slot,
 )
 from ._runner import HostRunner
-from ._scheduling import ThreadState, current_state
+from ._scheduling import ThreadState, _local, current_state
 
 # What a synchronous step sends into the parked task; the outcome itself is
 # on the slot, so no Outcome object is built per synchronous resumption.
@@ -34,7 +35,13 @@ class TrioSlot(Slot):
     __slots__ = ("task", "token")
 
     def __init__(self, home: ThreadState, task: tl.Task, token: tl.TrioToken) -> None:
-        super().__init__(home)
+        # Slot.__init__, inlined: this runs for every shift.
+        self.state = PENDING
+        self.home = home
+        self.value = None
+        self.is_exc = False
+        self.shielded = False
+        self.callbacks = None
         self.task = task
         self.token = token
 
@@ -130,11 +137,21 @@ class TrioRunner(HostRunner):
             raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")
 
     def in_task(self) -> bool:
+        if self.internals_ok:
+            return _trio_internals.current_task_or_none() is not None
         try:
             tl.current_task()
         except RuntimeError:
             return False
         return True
+
+    def _current(self) -> tuple[tl.Task, tl.TrioToken]:
+        if self.internals_ok:
+            task = _trio_internals.current_task_or_none()
+            token = task._runner.trio_token
+            if token is not None:
+                return task, token
+        return tl.current_task(), tl.current_trio_token()
 
     def is_running(self) -> bool:
         try:
@@ -146,7 +163,8 @@ class TrioRunner(HostRunner):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         if _native.trio_hosting is None:
             self.hosting.start_if_running()
-        slot = TrioSlot(current_state(), tl.current_task(), tl.current_trio_token())
+        task, token = self._current()
+        slot = TrioSlot(_local.state, task, token)
         k = TrioContinuation(slot)
         try:
             func(k)
@@ -155,9 +173,11 @@ class TrioRunner(HostRunner):
                 slot.state = SPENT
             raise
         del k
-        if slot.state == EARLY:
+        state = slot.state
+        if state == EARLY:
             return slot.outcome()
-        slot.raise_if_dropped()
+        if state == DROPPED:
+            slot.raise_if_dropped()
         slot.state = PARKED
         if self.synchronous:
             sent = yield _trio_internals.WaitTaskRescheduled(slot.abort)
