@@ -808,8 +808,9 @@ def plot(scaling: Sequence[Result], path: str) -> None:
             if points:
                 sizes, values = zip(*points, strict=True)
                 ax.plot(sizes, values, marker="o", label=variant.label)
+        # Linear from zero, so that a flat line looks flat and noise looks small.
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
         ax.set_title(f"{name}: {case.title}", fontsize=9)
         ax.set_xlabel("size (operations, waiters or coroutines)")
         ax.set_ylabel("bytes per coroutine" if case.unit == "bytes" else "ns per operation")
