@@ -272,7 +272,7 @@ def test_replying_to_a_requester_cancelled_after_take_is_refused_loudly(runner: 
         q: RequestQueue[int, str] = RequestQueue()
         requester = h.spawn(q.request, 1)
         await h.settle()
-        val, k = await q.get_one()
+        _, k = await q.get_one()
         before = k.is_cancelled()
         requester.cancel()
         await h.settle()
