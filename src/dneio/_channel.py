@@ -145,11 +145,11 @@ class Channel(Generic[T]):
             # Only with capacity 0: take the waiting sender's item directly.
             sk, item = sender
         # Both are claimed before either runs, so neither can be cancelled by
-        # the other's code in between.
+        # the other's code in between; the sender, waiting longer, runs first.
         st = begin()
         try:
-            k.send(item)
             sk.send(None)
+            k.send(item)
         finally:
             end(st)
 
