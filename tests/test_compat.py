@@ -260,6 +260,32 @@ def test_shielded_cancel_stays_in_its_scope(runner: Harness) -> None:
     assert runner.run(main) == "parent finished; child got 'value'"
 
 
+@pytest.mark.runners("trio-deferred", "asyncio-deferred")
+@pytest.mark.xfail(
+    reason="core: in the deferred modes a shift whose func resumes it at once returns "
+    "immediately, ahead of continuations resumed earlier that still wait in the FIFO",
+    strict=True,
+)
+def test_deferred_modes_keep_resumption_order(runner: Harness) -> None:
+    async def main(h: Harness) -> list[str]:
+        log: list[str] = []
+        box: list[Any] = []
+
+        async def parked() -> None:
+            await shift(box.append)
+            log.append("resumed first")
+
+        h.spawn(parked)
+        await h.settle()
+        box[0].send(None)
+        await shift(lambda k: k.send(None))
+        log.append("resumed second")
+        await h.settle()
+        return log
+
+    assert runner.run(main) == ["resumed first", "resumed second"]
+
+
 def test_dneio_exports_the_primitives() -> None:
     for name in ("Lock", "Channel", "first_of", "RequestQueue", "Event", "Future"):
         assert name in dneio.__all__

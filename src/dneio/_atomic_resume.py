@@ -4,23 +4,51 @@ Resuming a continuation runs its coroutine at once, and that coroutine may
 cancel a task whose continuation the caller was about to resume as well.
 Between :func:`begin` and :func:`end`, resumptions only claim their
 continuations (after which they can no longer be cancelled or withdrawn);
-the coroutines run at :func:`end`, in the order they were resumed.
+the coroutines run at :func:`end`, in the order they were resumed, just as
+if each had run when it was resumed.
 """
 
 from __future__ import annotations
 
-from ._scheduling import ThreadState, current_state, drain
+from ._scheduling import MAX_DEPTH, ThreadState, current_state
 
 
-def begin() -> ThreadState:
-    """Start claiming instead of running; pair every call with :func:`end`."""
+def begin() -> tuple[ThreadState, bool]:
+    """Start claiming instead of running; pass the result to :func:`end`."""
     st = current_state()
+    owner = not st.queue and not st.hold
     st.hold += 1
-    return st
+    return st, owner
 
 
-def end(st: ThreadState) -> None:
-    """Run what was claimed since :func:`begin`, unless an enclosing resumption will."""
+def end(token: tuple[ThreadState, bool]) -> None:
+    """Run what was claimed since :func:`begin`.
+
+    If resumptions were already queued before :func:`begin` (or a runner
+    holds the queue), they and the new ones run in order when whoever queued
+    them drains the queue, so order is kept either way.
+    """
+    st, owner = token
     st.hold -= 1
-    if not st.hold and not st.depth and st.queue:
-        drain(st)
+    if not owner or st.hold or st.depth >= MAX_DEPTH:
+        if not st.hold and not st.depth and st.queue:
+            from ._scheduling import drain
+
+            drain(st)
+        return
+    # Run the claimed coroutines here, nested like ordinary synchronous
+    # resumptions; what they resume queues behind them and runs here too.
+    queue = st.queue
+    first: BaseException | None = None
+    while queue and not st.hold:
+        k, is_exc, value = queue.popleft()
+        st.depth += 1
+        try:
+            k._deliver(st, is_exc, value)
+        except BaseException as exc:
+            if first is None:
+                first = exc
+        finally:
+            st.depth -= 1
+    if first is not None:
+        raise first
