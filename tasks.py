@@ -8,8 +8,10 @@
 
 Environments: .venv holds the newest releases of everything, .venv-oldest
 the oldest releases dneio supports (ci/oldest-constraints.txt). Each is
-created on first use and refreshed when pyproject.toml or the constraints
-change. Extra arguments after ``test`` go to pytest.
+created on first use and refreshed when pyproject.toml, setup.py or the
+constraints change. The test job runs the suite with the compiled core on
+the newest releases, and on the pure-Python path (DNEIO_PURE_PYTHON=1) on
+the oldest ones. Extra arguments after ``test`` go to pytest.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _python(env: Path) -> Path:
 
 def _ensure(env: Path, constraints: Path | None = None) -> Path:
     """Create or refresh ``env`` with dneio and its test extras installed."""
-    inputs = (ROOT / "pyproject.toml").read_bytes()
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "setup.py").read_bytes()
     if constraints is not None:
         inputs += constraints.read_bytes()
     stamp = env / ".dneio-installed"
@@ -76,8 +78,15 @@ def bench(args: list[str]) -> None:
 def test(args: list[str]) -> None:
     newest = str(_ensure(NEWEST))
     oldest = str(_ensure(OLDEST, CONSTRAINTS))
-    _check(_run([newest, "-m", "pytest", *args]), "tests (newest releases)")
-    _check(_run([oldest, "-m", "pytest", "-q", *args]), "tests (oldest supported releases)")
+    # The newest releases with the compiled core; the oldest ones on the
+    # pure-Python path, so that both are tested in full.
+    _check(_run([newest, "-c", "import dneio._cnative"]), "the compiled core did not build")
+    _check(_run([newest, "-m", "pytest", *args]), "tests (newest releases, compiled core)")
+    os.environ["DNEIO_PURE_PYTHON"] = "1"
+    try:
+        _check(_run([oldest, "-m", "pytest", "-q", *args]), "tests (oldest releases, pure Python)")
+    finally:
+        del os.environ["DNEIO_PURE_PYTHON"]
     _check(_run([newest, "-m", "mypy", "--strict", "src"]), "mypy --strict")
     _check(_run([newest, "-m", "ruff", "check", "src", "tests"]), "ruff")
     print("all checks passed")

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ._continuation import AnsweringContinuation, spent_error
-from ._scheduling import MAX_DEPTH, ThreadState, _local, drain, resume
+from ._scheduling import MAX_DEPTH, ThreadState, _cnative, _local, drain, resume
 
 _T = TypeVar("_T")
 
@@ -17,8 +17,16 @@ SHIFT = object()
 
 #: While a trio run is active in this process, the trio runner's
 #: ``NativeHosting``: native code entered from a trio task runs with a host
-#: task of dneio's made current (see ``_trio_runner``).
+#: task of dneio's made current (see ``_trio_runner``).  Set it with
+#: ``set_trio_hosting``, which tells the compiled core too.
 trio_hosting: Any = None
+
+
+def set_trio_hosting(hosting: Any) -> None:
+    global trio_hosting
+    trio_hosting = hosting
+    if _cnative is not None:
+        _cnative.set_trio_hosting(hosting)
 
 
 class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
@@ -142,8 +150,7 @@ def _drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
         if yielded is SHIFT:
             func = st.request
             st.request = None
-            k = _new_continuation(NativeContinuation)
-            k._coro = coro
+            k = NativeContinuation(coro)
             try:
                 return func(k)
             except BaseException as exc:
@@ -158,6 +165,10 @@ def _drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
         is_exc, value = _foreign(coro, yielded)
         if not is_exc:
             return None
+
+
+def _raise_spent(k: Any) -> Any:
+    raise spent_error(k)
 
 
 def _func_failed(
@@ -208,6 +219,26 @@ def _await_chain(coro: Any) -> str:
         names.append(getattr(node, "__name__", type(node).__name__))
         node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
     return " -> ".join(f"{n}()" for n in names)
+
+
+PyNativeContinuation = NativeContinuation
+
+if _cnative is not None:
+
+    class NativeContinuation(  # type: ignore[no-redef]
+        _cnative.NativeCore, AnsweringContinuation[Any, Any, Any]
+    ):
+        """A continuation of a coroutine driven by :func:`dneio.reset`.
+
+        It runs the coroutine on whichever thread resumes it.  (``send`` is
+        compiled; the rest is shared with the pure-Python class.)
+        """
+
+        __slots__ = ()
+        __repr__ = PyNativeContinuation.__repr__
+        throw = PyNativeContinuation.throw
+        _deliver = PyNativeContinuation._deliver
+        __call__ = _cnative.NativeCore.send
 
 
 def _start_trio_hosting() -> None:

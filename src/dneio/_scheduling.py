@@ -16,6 +16,7 @@ their coroutines run.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +49,17 @@ class ThreadState:
         self.queue: deque[tuple[Deliverable, bool, Any]] = deque()
         # The trio task that hosts native code on this thread (see _trio_runner).
         self.trio_host: Any = None
+
+
+try:
+    if os.environ.get("DNEIO_PURE_PYTHON"):
+        raise ImportError("DNEIO_PURE_PYTHON is set")
+    from . import _cnative as _cnative
+except ImportError:
+    _cnative = None  # type: ignore[assignment]
+else:
+    # The compiled core's ThreadState: the same fields, readable from C.
+    ThreadState = _cnative.ThreadState  # type: ignore[misc, assignment]
 
 
 class _Local(threading.local):

@@ -7,9 +7,9 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._continuation import AnsweringContinuation
-from ._native import SHIFT
+from ._native import SHIFT, NativeContinuation, _after_foreign, _func_failed, _raise_spent
 from ._runner import task_runner
-from ._scheduling import _local, current_state
+from ._scheduling import MAX_DEPTH, _cnative, _local, current_state, drain, resume
 
 _Send = TypeVar("_Send")
 
@@ -29,6 +29,11 @@ def _shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     if st.driving is not None:
         st.request = func
         return (yield SHIFT)
+    return (yield from _host_shift(func))
+
+
+@types.coroutine
+def _host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
     runner = task_runner()
@@ -61,6 +66,20 @@ def _typed_shift(func: Callable[[AnsweringContinuation[Any, _Send, Any]], object
 # function itself at run time, to save a call on the hot path.
 if TYPE_CHECKING:
     shift = _typed_shift
+elif _cnative is not None:
+    shift = _cnative.shift
+    _cnative.setup(
+        local=_local,
+        shift_mark=SHIFT,
+        resume=resume,
+        drain=drain,
+        func_failed=_func_failed,
+        after_foreign=_after_foreign,
+        spent=_raise_spent,
+        host_shift=_host_shift,
+        continuation_type=NativeContinuation,
+        max_depth=MAX_DEPTH,
+    )
 else:
     shift = _shift
     shift.__doc__ = _typed_shift.__doc__

@@ -258,12 +258,12 @@ class NativeHosting:
             return
         self.runs.add(id(runner))
         tl.add_instrument(_EndOfRun(self, id(runner)))
-        _native.trio_hosting = self
+        _native.set_trio_hosting(self)
 
     def stop(self, run_id: int) -> None:
         self.runs.discard(run_id)
         if not self.runs:
-            _native.trio_hosting = None
+            _native.set_trio_hosting(None)
         current_state().trio_host = None
 
     def enter(self, st: ThreadState) -> Any:

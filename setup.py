@@ -1,0 +1,13 @@
+"""Build the optional compiled core; everything else is in pyproject.toml.
+
+If the C compiler or the Python headers are missing, the extension is
+skipped and dneio runs on its pure-Python path.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension("dneio._cnative", ["src/dneio/_cnative.c"], optional=True),
+    ]
+)

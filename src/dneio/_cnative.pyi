@@ -1,0 +1,33 @@
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+class ThreadState:
+    driving: Any
+    request: Any
+    queue: Any
+    trio_host: Any
+    depth: int
+    hold: int
+    pump_pending: bool
+
+class NativeCore:
+    _coro: Any
+    _claimed: Any
+    def __init__(self, coro: Any = ...) -> None: ...
+    def send(self, value: Any) -> Any: ...
+
+def shift(func: Callable[[Any], Any]) -> Coroutine[Any, Any, Any]: ...
+def set_trio_hosting(value: Any) -> None: ...
+def setup(
+    *,
+    local: Any,
+    shift_mark: object,
+    resume: Callable[..., Any],
+    drain: Callable[..., Any],
+    func_failed: Callable[..., Any],
+    after_foreign: Callable[..., Any],
+    spent: Callable[[Any], Any],
+    host_shift: Callable[[Any], Any],
+    continuation_type: type,
+    max_depth: int,
+) -> None: ...
