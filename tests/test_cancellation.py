@@ -216,3 +216,35 @@ def test_anyio_cancel_scopes(runner: Harness) -> None:
         return "ok"
 
     assert runner.run(main) == "ok"
+
+
+@pytest.mark.runners("asyncio", "asyncio-pytask", "uvloop", "asyncio-deferred")
+def test_asyncio_timeout_past_a_shielded_wait(runner: Harness) -> None:
+    """The value arrives, then the timeout fires at the next await, as a TimeoutError."""
+    import asyncio
+
+    async def main(h: Harness) -> Any:
+        box: list[Any] = []
+        got: list[Any] = []
+
+        def park_shielded(k: Any) -> None:
+            k.shield()
+            box.append(k)
+
+        async def resume_later() -> None:
+            await asyncio.sleep(0.05)
+            box[0].send("late value")
+
+        h.spawn(resume_later)
+        task = asyncio.current_task()
+        assert task is not None
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                got.append(await shift(park_shielded))
+                await asyncio.sleep(0)
+                got.append("not reached")
+        assert task.cancelling() == 0
+        await asyncio.sleep(0)  # no cancellation left over
+        return got
+
+    assert runner.run(main) == ["late value"]

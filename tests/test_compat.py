@@ -231,16 +231,10 @@ def test_set_trio_system_wait_readable_checks_its_argument() -> None:
         set_trio_system_wait_readable(3)  # type: ignore[arg-type]
 
 
-# -- a core bug found while building the primitives ----------------------------------------
+# -- order and scope of delayed cancellations and early resumptions ----------------------------
 
 
-@pytest.mark.runners("anyio-asyncio")
-@pytest.mark.xfail(
-    reason="core: on asyncio a cancellation delayed past a shielded (or already resumed) "
-    "shift is re-armed with task.cancel(); it outlives the anyio cancel scope that "
-    "requested it, so the task ends cancelled and anyio cancels the task group",
-    strict=True,
-)
+@pytest.mark.runners("anyio-asyncio", "anyio-trio")
 def test_shielded_cancel_stays_in_its_scope(runner: Harness) -> None:
     async def main(h: Harness) -> str:
         held: list[Any] = []
@@ -261,11 +255,6 @@ def test_shielded_cancel_stays_in_its_scope(runner: Harness) -> None:
 
 
 @pytest.mark.runners("trio-deferred", "asyncio-deferred")
-@pytest.mark.xfail(
-    reason="core: in the deferred modes a shift whose func resumes it at once returns "
-    "immediately, ahead of continuations resumed earlier that still wait in the FIFO",
-    strict=True,
-)
 def test_deferred_modes_keep_resumption_order(runner: Harness) -> None:
     async def main(h: Harness) -> list[str]:
         log: list[str] = []

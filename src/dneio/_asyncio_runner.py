@@ -13,6 +13,7 @@ from . import _asyncio_internals
 from ._adoption import adopted
 from ._host_continuation import (
     CANCELLED,
+    DROPPED,
     EARLY,
     PARKED,
     PENDING,
@@ -26,6 +27,12 @@ from ._scheduling import ThreadState, current_state
 
 _get_running_loop = asyncio._get_running_loop
 
+# How anyio's cancel scopes word the cancellations they deliver (4.0, and later).
+_ANYIO_CANCEL = ("Cancelled by cancel scope ", "Cancelled via cancel scope ")
+
+# Per loop: tasks woken with call_soon (deferred mode) that have not run yet.
+_deferred_wakes: dict[asyncio.AbstractEventLoop, int] = {}
+
 
 class Park(Slot):
     """The future-like object a task parked in ``shift`` waits on.
@@ -35,7 +42,16 @@ class Park(Slot):
     decides when (and how synchronously) the task runs.
     """
 
-    __slots__ = ("_asyncio_future_blocking", "cancel_msg", "done_callbacks", "loop", "task")
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "cancel_msg",
+        "cancel_pending",
+        "deferred",
+        "done_callbacks",
+        "loop",
+        "queued",
+        "task",
+    )
 
     def __init__(self, home: ThreadState, loop: asyncio.AbstractEventLoop, task: Any) -> None:
         super().__init__(home)
@@ -44,6 +60,11 @@ class Park(Slot):
         self._asyncio_future_blocking = False
         self.done_callbacks: list[tuple[Callable[[Any], object], Context]] = []
         self.cancel_msg: Any = None
+        self.cancel_pending = False
+        # Woken with call_soon and not yet running (counted in _deferred_wakes).
+        self.deferred = False
+        # Claimed, but waiting in the thread's resumption queue for its turn.
+        self.queued = False
 
     # -- the future protocol, as asyncio.Task uses it ------------------------
     def get_loop(self) -> asyncio.AbstractEventLoop:
@@ -65,17 +86,24 @@ class Park(Slot):
         return before - len(self.done_callbacks)
 
     def done(self) -> bool:
-        return self.state >= RESUMED
+        return self.state >= RESUMED and not self.queued
 
     def cancelled(self) -> bool:
         return self.state == CANCELLED
 
     def cancel(self, msg: Any = None) -> bool:
-        if not self.try_cancel():
-            return False
-        self.cancel_msg = msg
-        self.schedule_callbacks()
-        return True
+        if self.try_cancel():
+            self.cancel_msg = msg
+            self.schedule_callbacks()
+            return True
+        if self.state in (PARKED, RESUMED):
+            # Shielded, or resumed but not yet run: the task gets its value
+            # and the cancellation afterwards (see AsyncioRunner.shift).
+            # Saying yes keeps asyncio from throwing it in at the wake-up.
+            self.cancel_pending = True
+            self.cancel_msg = msg
+            return True
+        return False
 
     def result(self) -> None:
         if self.state == CANCELLED:
@@ -97,12 +125,16 @@ class Park(Slot):
         self.loop.call_soon(fn)
 
     def _wake(self, st: ThreadState) -> None:
+        self.queued = False
         callbacks = self.done_callbacks
         if RUNNER.synchronous and len(callbacks) == 1:
             ((wakeup, context),) = callbacks
             self.done_callbacks = []
             _asyncio_internals.step(self.loop, wakeup, context, self)
         else:
+            if not self.deferred:
+                self.deferred = True
+                _deferred_wakes[self.loop] = _deferred_wakes.get(self.loop, 0) + 1
             self.schedule_callbacks()
 
 
@@ -162,24 +194,43 @@ class AsyncioRunner(HostRunner):
                 park.state = SPENT
             raise
         del k
-        if park.state == EARLY:
-            return park.outcome()
-        park.raise_if_dropped()
-        park.state = PARKED
+        state = park.state
+        if state == EARLY:
+            st = park.home
+            if self.synchronous:
+                if not (st.queue or st.hold):
+                    return park.outcome()
+                # Resumptions made earlier are still queued: go after them.
+                park.state = RESUMED
+                park.queued = True
+                st.queue.append((park, False, None))
+            elif _deferred_wakes.get(loop):
+                # Tasks woken earlier have not run yet: line up behind them
+                # (a done park makes the task schedule itself with call_soon).
+                park.state = RESUMED
+                park.deferred = True
+                _deferred_wakes[loop] += 1
+            else:
+                return park.outcome()
+        elif state == DROPPED:
+            park.raise_if_dropped()
+        else:
+            park.state = PARKED
         park._asyncio_future_blocking = True
         try:
             yield park
         except asyncio.CancelledError as exc:
             if park.state != RESUMED or task is None:
                 raise
-            # The task was cancelled after its continuation was resumed (or
-            # while it was shielded): keep the value, and let the same
-            # cancellation (same message, same count) hit the task's next
-            # suspension point instead.
-            task.cancel(exc.args[0] if exc.args else None)
-            task.uncancel()
+            park.cancel_pending = True
+            park.cancel_msg = exc.args[0] if exc.args else None
+        finally:
+            if park.deferred:
+                _deferred_wakes[loop] -= 1
         if park.state == CANCELLED:
             park.result()
+        if park.cancel_pending and task is not None:
+            _redeliver_cancel(task, park.cancel_msg)
         return park.outcome()
 
     def adopt(self, coro: Any, first_yield: Any) -> None:
@@ -187,6 +238,19 @@ class AsyncioRunner(HostRunner):
         task = loop.create_task(adopted(coro, first_yield))
         _adopted_tasks.add(task)
         task.add_done_callback(_adopted_done)
+
+
+def _redeliver_cancel(task: Any, msg: Any) -> None:
+    """A cancellation arrived after the value: raise it at the task's next suspension.
+
+    The request was already counted by ``task.cancel``, so the count is put
+    back.  anyio cancel scopes need no help: they cancel again, at the next
+    wait, for as long as the scope stays cancelled (and not after it).
+    """
+    if isinstance(msg, str) and msg.startswith(_ANYIO_CANCEL):
+        return
+    task.cancel(msg)
+    task.uncancel()
 
 
 # asyncio keeps only weak references to tasks.

@@ -19,6 +19,7 @@ from ._host_continuation import (
     EARLY,
     PARKED,
     PENDING,
+    RESUMED,
     SPENT,
     HostContinuation,
     Slot,
@@ -175,10 +176,24 @@ class TrioRunner(HostRunner):
         del k
         state = slot.state
         if state == EARLY:
-            return slot.outcome()
-        if state == DROPPED:
+            st = slot.home
+            if self.synchronous:
+                if not (st.queue or st.hold):
+                    return slot.outcome()
+                # Resumptions made earlier are still queued: go after them.
+                slot.state = RESUMED
+                st.queue.append((slot, False, None))
+            else:
+                fifo = _fifos.get(token)
+                if fifo is None or not fifo.in_flight:
+                    return slot.outcome()
+                # Tasks woken earlier have not run yet: line up behind them.
+                slot.state = RESUMED
+                fifo.waiting.append(task)
+        elif state == DROPPED:
             slot.raise_if_dropped()
-        slot.state = PARKED
+        else:
+            slot.state = PARKED
         if self.synchronous:
             sent = yield _trio_internals.WaitTaskRescheduled(slot.abort)
             if sent is not _WOKEN:
