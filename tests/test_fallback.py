@@ -74,7 +74,7 @@ def test_asyncio_guard_notices_misbehaving_functions(monkeypatch: pytest.MonkeyP
 
 def test_set_mode_rejects_unknown_modes() -> None:
     with pytest.raises(ValueError, match="synchronous' or 'deferred"):
-        get_runner("trio").set_mode("fast")  # type: ignore[attr-defined]
+        get_runner("trio").set_mode("fast")
     with pytest.raises(ValueError, match="unknown runner"):
         get_runner("curio")
 
@@ -110,3 +110,19 @@ def test_deferred_mode_resumes_later_but_in_order(runner: Harness) -> None:
     ran_inside_send, log = runner.run(main)
     assert ran_inside_send == []
     assert log == list(range(20))
+
+
+def test_lowlevel_reports_and_sets_modes() -> None:
+    from dneio import lowlevel
+
+    for name in ("trio", "asyncio"):
+        assert lowlevel.runner_mode(name) == "synchronous"
+        assert lowlevel.runner_problem(name) == ""
+        lowlevel.set_runner_mode(name, "deferred")
+        try:
+            assert lowlevel.runner_mode(name) == "deferred"
+        finally:
+            lowlevel.set_runner_mode(name, "synchronous")
+        assert lowlevel.runner_mode(name) == "synchronous"
+    with pytest.raises(ValueError, match="unknown runner"):
+        lowlevel.runner_mode("curio")

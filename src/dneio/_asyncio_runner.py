@@ -153,6 +153,7 @@ class AsyncioRunner(HostRunner):
 
     def __init__(self) -> None:
         self.internals_ok = _asyncio_internals.check()
+        self.problem = _asyncio_internals.problem
         self.synchronous = (
             self.internals_ok and os.environ.get("DNEIO_ASYNCIO_MODE") != "deferred"
         )

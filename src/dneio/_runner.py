@@ -18,6 +18,8 @@ class HostRunner(ABC):
 
     #: The name ``current_runner()`` reports.
     name: str
+    #: Why the runner's internals did not pass dneio's check ("" if they did).
+    problem: str = ""
 
     @abstractmethod
     def in_task(self) -> bool:
@@ -38,6 +40,10 @@ class HostRunner(ABC):
     def mode(self) -> str:
         """``"synchronous"`` or ``"deferred"``: how this runner resumes parked tasks."""
         return "deferred"
+
+    def set_mode(self, mode: str) -> None:
+        """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
+        raise NotImplementedError
 
 
 _loaded: dict[str, HostRunner] = {}

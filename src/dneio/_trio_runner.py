@@ -117,6 +117,7 @@ class TrioRunner(HostRunner):
 
     def __init__(self) -> None:
         self.internals_ok = _trio_internals.check()
+        self.problem = _trio_internals.problem
         self.synchronous = self.internals_ok and os.environ.get("DNEIO_TRIO_MODE") != "deferred"
         self.hosting = NativeHosting()
 

@@ -142,8 +142,8 @@ class Harness:
 
         runner = get_runner(self.base)
         before = runner.mode()
-        runner.set_mode("deferred")  # type: ignore[attr-defined]
-        return lambda: runner.set_mode(before)  # type: ignore[attr-defined]
+        runner.set_mode("deferred")
+        return lambda: runner.set_mode(before)
 
     async def _wrap(self, fn: AsyncFn, args: tuple[Any, ...], handle: TaskHandle) -> None:
         try:
