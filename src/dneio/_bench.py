@@ -25,7 +25,6 @@ from typing import Any
 import dneio
 
 from . import _scheduling
-
 from ._native import reset
 from ._runner import get_runner
 from ._shift import shift

@@ -26,6 +26,8 @@ static PyObject *continuation_type = NULL; /* _native.NativeContinuation */
 static PyObject *trio_hosting = NULL;   /* _native.trio_hosting (None or an object) */
 static Py_ssize_t max_depth = 40;
 static PyObject *str_state = NULL;
+static PyObject *py_reset = NULL;       /* _native.py_reset, for everything unusual */
+static PyObject *str_trio = NULL;
 
 /* ---------------------------------------------------------------- ThreadState */
 
@@ -119,10 +121,21 @@ static PyTypeObject ThreadState_Type = {
     .tp_members = ts_members,
 };
 
+/* The last thread's state, keyed by its interpreter thread id (unique for
+ * the life of the process, unlike thread-state addresses), so that a run of
+ * calls on one thread skips the thread-local lookup. */
+static uint64_t cached_thread_id = 0;
+static ThreadState *cached_state = NULL;
+
 /* The calling thread's state (a new reference), as _scheduling._local.state. */
 static ThreadState *
 current_state(void)
 {
+    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
+    if (id == cached_thread_id && cached_state != NULL) {
+        Py_INCREF(cached_state);
+        return cached_state;
+    }
     PyObject *st = PyObject_GetAttr(local_obj, str_state);
     if (st == NULL) {
         return NULL;
@@ -132,6 +145,9 @@ current_state(void)
         PyErr_SetString(PyExc_RuntimeError, "dneio: per-thread state has the wrong type");
         return NULL;
     }
+    Py_INCREF(st);
+    Py_XSETREF(cached_state, (ThreadState *)st);
+    cached_thread_id = id;
     return (ThreadState *)st;
 }
 
@@ -237,29 +253,12 @@ finish(ThreadState *st, PyObject *answer)
     return answer;
 }
 
+/* One step of the native driver (drive() in _native.py): send ``value`` into
+ * ``coro`` and handle what it yields.  Unusual cases go to Python. */
 static PyObject *
-nc_send(NativeCore *self, PyObject *value)
+step(ThreadState *st, PyObject *coro, PyObject *value)
 {
-    PyObject *coro = self->coro;
-    if (coro == NULL || coro == Py_None) {
-        return PyObject_CallOneArg(py_spent, (PyObject *)self);
-    }
-    self->coro = Py_NewRef(Py_None);  /* we now own the reference to coro */
-    ThreadState *st = current_state();
-    if (st == NULL) {
-        Py_DECREF(coro);
-        return NULL;
-    }
     PyObject *answer = NULL;
-    if (st->depth >= max_depth || queue_blocked(st)
-        || (trio_hosting != Py_None && st->driving == Py_None)) {
-        Py_SETREF(self->claimed, coro);
-        answer = PyObject_CallFunctionObjArgs(
-            py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
-        Py_DECREF(st);
-        return answer;
-    }
-    st->depth += 1;
     PyObject *prev = st->driving;       /* owned by us while replaced */
     st->driving = Py_NewRef(coro);
     PyObject *yielded = NULL;
@@ -304,6 +303,33 @@ nc_send(NativeCore *self, PyObject *value)
             Py_DECREF(yielded);
         }
     }
+    return answer;
+}
+
+static PyObject *
+nc_send(NativeCore *self, PyObject *value)
+{
+    PyObject *coro = self->coro;
+    if (coro == NULL || coro == Py_None) {
+        return PyObject_CallOneArg(py_spent, (PyObject *)self);
+    }
+    self->coro = Py_NewRef(Py_None);  /* we now own the reference to coro */
+    ThreadState *st = current_state();
+    if (st == NULL) {
+        Py_DECREF(coro);
+        return NULL;
+    }
+    PyObject *answer = NULL;
+    if (st->depth >= max_depth || queue_blocked(st)
+        || (trio_hosting != Py_None && st->driving == Py_None)) {
+        Py_SETREF(self->claimed, coro);
+        answer = PyObject_CallFunctionObjArgs(
+            py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
+        Py_DECREF(st);
+        return answer;
+    }
+    st->depth += 1;
+    answer = step(st, coro, value);
     st->depth -= 1;
     answer = finish(st, answer);
     Py_DECREF(st);
@@ -597,7 +623,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
         "local", "shift_mark", "resume", "drain", "func_failed", "after_foreign",
-        "spent", "host_shift", "continuation_type", "max_depth", NULL};
+        "spent", "continuation_type", "reset", "max_depth", NULL};
     PyObject *a[9];
     Py_ssize_t depth;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOn:setup", kwlist,
@@ -605,6 +631,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
                                      &a[6], &a[7], &a[8], &depth)) {
         return NULL;
     }
+    Py_XSETREF(py_reset, Py_NewRef(a[8]));
     Py_XSETREF(local_obj, Py_NewRef(a[0]));
     Py_XSETREF(shift_mark, Py_NewRef(a[1]));
     Py_XSETREF(py_resume, Py_NewRef(a[2]));
@@ -612,9 +639,49 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(py_func_failed, Py_NewRef(a[4]));
     Py_XSETREF(py_after_foreign, Py_NewRef(a[5]));
     Py_XSETREF(py_spent, Py_NewRef(a[6]));
-    Py_XSETREF(py_host_shift, Py_NewRef(a[7]));
-    Py_XSETREF(continuation_type, Py_NewRef(a[8]));
+    Py_XSETREF(continuation_type, Py_NewRef(a[7]));
     max_depth = depth;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reset_fn(PyObject *module, PyObject *coro)
+{
+    if (!PyCoro_CheckExact(coro)) {
+        return PyObject_CallOneArg(py_reset, coro);
+    }
+    if (trio_hosting == Py_None) {
+        PyObject *found = PyDict_GetItemWithError(PyImport_GetModuleDict(), str_trio);
+        if (found != NULL) {
+            /* trio is loaded: a run may need hosting; Python knows. */
+            return PyObject_CallOneArg(py_reset, coro);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    ThreadState *st = current_state();
+    if (st == NULL) {
+        return NULL;
+    }
+    if (st->depth >= max_depth || (trio_hosting != Py_None && st->driving == Py_None)) {
+        Py_DECREF(st);
+        return PyObject_CallOneArg(py_reset, coro);
+    }
+    Py_INCREF(coro);
+    st->depth += 1;
+    PyObject *answer = step(st, coro, Py_None);
+    st->depth -= 1;
+    answer = finish(st, answer);
+    Py_DECREF(st);
+    Py_DECREF(coro);
+    return answer;
+}
+
+static PyObject *
+set_host_shift(PyObject *module, PyObject *value)
+{
+    Py_XSETREF(py_host_shift, Py_NewRef(value));
     Py_RETURN_NONE;
 }
 
@@ -629,6 +696,15 @@ static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register the Python objects the compiled core hands unusual cases to."},
     {"set_trio_hosting", set_trio_hosting, METH_O, "Mirror _native.trio_hosting."},
+    {"reset", reset_fn, METH_O,
+     "reset(coro)\n--\n\n"
+     "Run coro now, on this thread, until it finishes or suspends in shift.\n\n"
+     "Returns the coroutine's return value if it finished, or else the answer:\n"
+     "the value returned by the func passed to the shift it is suspended in.\n"
+     "Exceptions raised by the coroutine propagate out of reset.\n\n"
+     "reset is a plain function and needs no event loop; it may be called from\n"
+     "inside trio or asyncio tasks, where it starts an independent coroutine."},
+    {"set_host_shift", set_host_shift, METH_O, "Register the host runners' shift."},
     {"shift", shift_fn, METH_O,
      "shift(func)\n--\n\n"
      "Suspend the current coroutine and call func(k) with its continuation k.\n\n"
@@ -658,6 +734,7 @@ PyInit__cnative(void)
         return NULL;
     }
     str_state = PyUnicode_InternFromString("state");
+    str_trio = PyUnicode_InternFromString("trio");
     trio_hosting = Py_NewRef(Py_None);
     PyObject *m = PyModule_Create(&cnative_module);
     if (m == NULL) {

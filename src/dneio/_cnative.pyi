@@ -18,6 +18,8 @@ class NativeCore:
 
 def shift(func: Callable[[Any], Any]) -> Coroutine[Any, Any, Any]: ...
 def set_trio_hosting(value: Any) -> None: ...
+def set_host_shift(value: Callable[[Any], Any]) -> None: ...
+def reset(coro: Any) -> Any: ...
 def setup(
     *,
     local: Any,
@@ -27,7 +29,7 @@ def setup(
     func_failed: Callable[..., Any],
     after_foreign: Callable[..., Any],
     spent: Callable[[Any], Any],
-    host_shift: Callable[[Any], Any],
     continuation_type: type,
+    reset: Callable[[Any], Any],
     max_depth: int,
 ) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import sys
 from collections.abc import Coroutine
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from ._continuation import AnsweringContinuation, spent_error
@@ -242,12 +243,18 @@ if _cnative is not None:
 
 
 def _start_trio_hosting() -> None:
+    global _trio_hosting_start
     from ._runner import get_runner
     from ._trio_runner import TrioRunner
 
     runner = get_runner("trio")
     assert isinstance(runner, TrioRunner)
-    runner.hosting.start_if_running()
+    _trio_hosting_start = runner.hosting.start_if_running
+    _trio_hosting_start()
+
+
+# Once the trio runner is loaded: its cheap "start hosting if a run is active".
+_trio_hosting_start: Any = _start_trio_hosting
 
 
 def reset(coro: Coroutine[Any, Any, _T]) -> Any:
@@ -261,13 +268,13 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
     from inside trio or asyncio tasks, where it starts an independent
     coroutine.
     """
-    if not isinstance(coro, collections.abc.Coroutine):
+    if type(coro) is not CoroutineType and not isinstance(coro, collections.abc.Coroutine):
         hint = ""
         if callable(coro):
             hint = " (call the async function: reset(main()), not reset(main))"
         raise TypeError(f"reset() takes a coroutine object, not {coro!r}{hint}")
     if trio_hosting is None and "trio" in sys.modules:
-        _start_trio_hosting()
+        _trio_hosting_start()
     st = _local.state
     if st.depth >= MAX_DEPTH:
         k = NativeContinuation(None)
@@ -280,3 +287,22 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
         st.depth -= 1
         if not st.depth and st.queue and not st.hold:
             drain(st)
+
+
+py_reset = reset
+
+if _cnative is not None:
+    # The compiled fast paths, handing unusual cases back to the functions above.
+    _cnative.setup(
+        local=_local,
+        shift_mark=SHIFT,
+        resume=resume,
+        drain=drain,
+        func_failed=_func_failed,
+        after_foreign=_after_foreign,
+        spent=_raise_spent,
+        continuation_type=NativeContinuation,
+        reset=py_reset,
+        max_depth=MAX_DEPTH,
+    )
+    reset = _cnative.reset

@@ -6,6 +6,7 @@ import inspect
 import reprlib
 import traceback
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import Any, TypeVar, overload
 
 import outcome
@@ -28,23 +29,25 @@ _Runnable = Awaitable[Any] | Callable[[], Awaitable[Any]]
 class _Gather:
     """Runs every awaitable at once and wakes the caller when the last one ends."""
 
-    __slots__ = ("failures", "k", "outcomes", "remaining")
+    __slots__ = ("errors", "failures", "k", "remaining", "values")
 
     def __init__(self, count: int) -> None:
-        self.outcomes: list[outcome.Outcome[Any] | None] = [None] * count
+        self.values: list[Any] = [None] * count
+        self.errors: dict[int, BaseException] = {}
         self.failures: list[int] = []  # indices, in the order they failed
         self.remaining = count
         self.k: AnsweringContinuation[Any, None, Any] | None = None
 
     async def child(self, i: int, runnable: _Runnable) -> None:
         try:
-            if not inspect.isawaitable(runnable) and callable(runnable):
+            if type(runnable) is not CoroutineType and (
+                not inspect.isawaitable(runnable) and callable(runnable)
+            ):
                 runnable = runnable()
-            result: outcome.Outcome[Any] = outcome.Value(await runnable)
+            self.values[i] = await runnable
         except BaseException as exc:
-            result = outcome.Error(exc)
+            self.errors[i] = exc
             self.failures.append(i)
-        self.outcomes[i] = result
         self.remaining -= 1
         if self.remaining:
             return
@@ -55,7 +58,7 @@ class _Gather:
             # The caller gave up waiting: nobody will look at these results,
             # so an error must surface here, in whoever resumed this child.
             if self.failures:
-                _raise_first(self.outcomes, self.failures)  # type: ignore[arg-type]
+                _raise_first(self.outcomes(), self.failures)
             return
         k.send(None)
 
@@ -65,12 +68,18 @@ class _Gather:
         else:
             k.send(None)
 
-    async def run(self, runnables: list[_Runnable]) -> list[outcome.Outcome[Any]]:
+    def outcomes(self) -> list[outcome.Outcome[Any]]:
+        errors = self.errors
+        return [
+            outcome.Error(errors[i]) if i in errors else outcome.Value(value)
+            for i, value in enumerate(self.values)
+        ]
+
+    async def run(self, runnables: list[_Runnable]) -> None:
         for i, runnable in enumerate(runnables):
             reset(self.child(i, runnable))
         if self.remaining:
             await shift(self.park)
-        return self.outcomes  # type: ignore[return-value]
 
 
 async def run_all_outcomes(*awaitables: _Runnable) -> list[outcome.Outcome[Any]]:
@@ -79,7 +88,9 @@ async def run_all_outcomes(*awaitables: _Runnable) -> list[outcome.Outcome[Any]]
     Nothing is raised for a failed awaitable: its entry is an
     :class:`outcome.Error`.  Returns once every awaitable has finished.
     """
-    return await _Gather(len(awaitables)).run(list(awaitables))
+    gather = _Gather(len(awaitables))
+    await gather.run(list(awaitables))
+    return gather.outcomes()
 
 
 def _raise_first(outcomes: list[outcome.Outcome[Any]], failures: list[int]) -> None:
@@ -102,10 +113,10 @@ def _raise_first(outcomes: list[outcome.Outcome[Any]], failures: list[int]) -> N
 
 async def _run_all(runnables: list[_Runnable]) -> list[Any]:
     gather = _Gather(len(runnables))
-    outcomes = await gather.run(runnables)
+    await gather.run(runnables)
     if gather.failures:
-        _raise_first(outcomes, gather.failures)
-    return [result.unwrap() for result in outcomes]
+        _raise_first(gather.outcomes(), gather.failures)
+    return gather.values
 
 
 @overload

@@ -7,9 +7,9 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._continuation import AnsweringContinuation
-from ._native import SHIFT, NativeContinuation, _after_foreign, _func_failed, _raise_spent
+from ._native import SHIFT
 from ._runner import task_runner
-from ._scheduling import MAX_DEPTH, _cnative, _local, current_state, drain, resume
+from ._scheduling import _cnative, _local, current_state
 
 _Send = TypeVar("_Send")
 
@@ -68,18 +68,7 @@ if TYPE_CHECKING:
     shift = _typed_shift
 elif _cnative is not None:
     shift = _cnative.shift
-    _cnative.setup(
-        local=_local,
-        shift_mark=SHIFT,
-        resume=resume,
-        drain=drain,
-        func_failed=_func_failed,
-        after_foreign=_after_foreign,
-        spent=_raise_spent,
-        host_shift=_host_shift,
-        continuation_type=NativeContinuation,
-        max_depth=MAX_DEPTH,
-    )
+    _cnative.set_host_shift(_host_shift)
 else:
     shift = _shift
     shift.__doc__ = _typed_shift.__doc__

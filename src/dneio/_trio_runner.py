@@ -266,10 +266,7 @@ class NativeHosting:
     def start_if_running(self) -> None:
         if not RUNNER.internals_ok:
             return
-        try:
-            runner = _trio_internals.current_runner_or_none()
-        except Exception:  # pragma: no cover - trio internals changed
-            return
+        runner = _trio_internals.current_runner_or_none()
         if runner is None or id(runner) in self.runs:
             return
         self.runs.add(id(runner))
