@@ -27,6 +27,7 @@ static PyObject *trio_hosting = NULL;   /* _native.trio_hosting (None or an obje
 static Py_ssize_t max_depth = 40;
 static PyObject *str_state = NULL;
 static PyObject *py_reset = NULL;       /* _native.py_reset, for everything unusual */
+static PyObject *py_start_hosting = NULL; /* _native.start_trio_hosting */
 static PyObject *str_trio = NULL;
 
 /* ---------------------------------------------------------------- ThreadState */
@@ -623,14 +624,15 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
         "local", "shift_mark", "resume", "drain", "func_failed", "after_foreign",
-        "spent", "continuation_type", "reset", "max_depth", NULL};
-    PyObject *a[9];
+        "spent", "continuation_type", "reset", "start_hosting", "max_depth", NULL};
+    PyObject *a[10];
     Py_ssize_t depth;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOn:setup", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOn:setup", kwlist,
                                      &a[0], &a[1], &a[2], &a[3], &a[4], &a[5],
-                                     &a[6], &a[7], &a[8], &depth)) {
+                                     &a[6], &a[7], &a[8], &a[9], &depth)) {
         return NULL;
     }
+    Py_XSETREF(py_start_hosting, Py_NewRef(a[9]));
     Py_XSETREF(py_reset, Py_NewRef(a[8]));
     Py_XSETREF(local_obj, Py_NewRef(a[0]));
     Py_XSETREF(shift_mark, Py_NewRef(a[1]));
@@ -653,10 +655,14 @@ reset_fn(PyObject *module, PyObject *coro)
     if (trio_hosting == Py_None) {
         PyObject *found = PyDict_GetItemWithError(PyImport_GetModuleDict(), str_trio);
         if (found != NULL) {
-            /* trio is loaded: a run may need hosting; Python knows. */
-            return PyObject_CallOneArg(py_reset, coro);
+            /* trio is loaded: if a run is active, native code needs hosting. */
+            PyObject *r = PyObject_CallNoArgs(py_start_hosting);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
         }
-        if (PyErr_Occurred()) {
+        else if (PyErr_Occurred()) {
             return NULL;
         }
     }

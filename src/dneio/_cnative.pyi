@@ -31,5 +31,6 @@ def setup(
     spent: Callable[[Any], Any],
     continuation_type: type,
     reset: Callable[[Any], Any],
+    start_hosting: Callable[[], Any],
     max_depth: int,
 ) -> None: ...

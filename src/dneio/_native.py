@@ -257,6 +257,11 @@ def _start_trio_hosting() -> None:
 _trio_hosting_start: Any = _start_trio_hosting
 
 
+def start_trio_hosting() -> None:
+    """With trio loaded: make sure native code is hosted if a trio run is active here."""
+    _trio_hosting_start()
+
+
 def reset(coro: Coroutine[Any, Any, _T]) -> Any:
     """Run ``coro`` now, on this thread, until it finishes or suspends in ``shift``.
 
@@ -303,6 +308,7 @@ if _cnative is not None:
         spent=_raise_spent,
         continuation_type=NativeContinuation,
         reset=py_reset,
+        start_hosting=start_trio_hosting,
         max_depth=MAX_DEPTH,
     )
     reset = _cnative.reset
