@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
 from ._continuation import AnsweringContinuation, Continuation
 from ._errors import ClosedError
+from ._native import NativeContinuation
 from ._shift import shift
 from ._waiters import Waiters, wake_all
 
@@ -77,7 +79,8 @@ class Reply(AnsweringContinuation[Any, Out, Any]):
 
 def _reply_to(k: AnsweringContinuation[Any, Out, Any]) -> AnsweringContinuation[Any, Out, Any]:
     # A continuation that can never be cancelled (native) needs no guard.
-    if type(k).is_cancelled is _never_cancelled:
+    kind = type(k)
+    if kind is NativeContinuation or kind.is_cancelled is _never_cancelled:
         return k
     return Reply(k)
 
@@ -111,16 +114,20 @@ class RequestQueue(Generic[In, Out]):
         return f"<RequestQueue {state}>"
 
     # -- requesters -----------------------------------------------------------
-    async def request(self, val: In) -> Out:
-        """Send ``val`` and wait for the server's reply (or the error it throws)."""
-        return await shift(partial(self.request_cb, val))
+    def request(self, val: In) -> Coroutine[Any, Any, Out]:
+        """Send ``val`` and wait for the server's reply (or the error it throws).
+
+        Use as ``reply = await queue.request(val)``.
+        """
+        # Not an ``async def``: the awaitable of shift itself, one coroutine fewer.
+        return shift(partial(self.request_cb, val))
 
     def request_cb(self, val: In, k: AnsweringContinuation[Any, Out, Any]) -> None:
         """Make request ``val``; the reply resumes ``k``."""
         if self._closed is not None:
             k.throw(self._closed)
             return
-        receiver = self._receivers.pop()
+        receiver = self._receivers.pop() if self._receivers._line else None
         if receiver is None:
             self._requests.push(k, val)
             return
@@ -131,7 +138,13 @@ class RequestQueue(Generic[In, Out]):
     # -- servers ----------------------------------------------------------------
     async def get_one(self) -> tuple[In, Continuation[Out]]:
         """Wait for the next request; returns it with the continuation to reply on."""
-        if self._requests:
+        line = self._requests._line
+        if line:
+            k, val = line[0]
+            if type(k) is NativeContinuation:
+                # The fast path: a native requester, never cancelled.
+                line.popleft()
+                return val, k
             entry = self._requests.pop()
             if entry is not None:
                 k, val = entry
@@ -143,7 +156,7 @@ class RequestQueue(Generic[In, Out]):
         if self._closed is not None:
             k.throw(self._closed)
             return
-        entry = self._requests.pop()
+        entry = self._requests.pop() if self._requests._line else None
         if entry is None:
             self._receivers.push(k, False)
         else:

@@ -6,6 +6,7 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 from ._continuation import AnsweringContinuation
+from ._native import NativeContinuation
 
 _P = TypeVar("_P")
 
@@ -39,14 +40,16 @@ class Waiters(Generic[_P]):
     def push(self, k: AnsweringContinuation[Any, Any, Any], payload: _P) -> None:
         """Put ``k`` at the back of the line."""
         self._line.append((k, payload))
-        k.on_cancel(self._forget)
+        if type(k) is not NativeContinuation:  # native ones are never cancelled
+            k.on_cancel(self._forget)
 
     def pop(self) -> tuple[AnsweringContinuation[Any, Any, Any], _P] | None:
         """Take the first entry whose continuation is not cancelled, or None."""
         line = self._line
         while line:
             entry = line.popleft()
-            if not entry[0].is_cancelled():
+            k = entry[0]
+            if type(k) is NativeContinuation or not k.is_cancelled():
                 return entry
             if self._dead:
                 self._dead -= 1
