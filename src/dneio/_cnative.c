@@ -29,6 +29,8 @@ static PyObject *str_state = NULL;
 static PyObject *py_reset = NULL;       /* _native.py_reset, for everything unusual */
 static PyObject *py_start_hosting = NULL; /* _native.start_trio_hosting */
 static PyObject *str_trio = NULL;
+static PyObject *str_enter = NULL;
+static PyObject *str_leave = NULL;
 
 /* ---------------------------------------------------------------- ThreadState */
 
@@ -321,16 +323,49 @@ nc_send(NativeCore *self, PyObject *value)
         return NULL;
     }
     PyObject *answer = NULL;
-    if (st->depth >= max_depth || queue_blocked(st)
-        || (trio_hosting != Py_None && st->driving == Py_None)) {
+    if (st->depth >= max_depth || queue_blocked(st)) {
         Py_SETREF(self->claimed, coro);
         answer = PyObject_CallFunctionObjArgs(
             py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
         Py_DECREF(st);
         return answer;
     }
+    /* Entered from a trio task: run with dneio's native host task current
+     * (NativeHosting.enter/leave in _trio_runner.py). */
+    PyObject *resumer = NULL;
+    PyObject *hosting = NULL;
+    if (trio_hosting != Py_None && st->driving == Py_None) {
+        hosting = Py_NewRef(trio_hosting);
+        resumer = PyObject_CallMethodOneArg(hosting, str_enter, (PyObject *)st);
+        if (resumer == NULL) {
+            Py_DECREF(hosting);
+            Py_SETREF(self->claimed, coro);
+            Py_DECREF(st);
+            return NULL;
+        }
+        if (resumer == Py_None) {
+            Py_CLEAR(resumer);
+        }
+    }
     st->depth += 1;
     answer = step(st, coro, value);
+    if (resumer != NULL) {
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyObject *r = PyObject_CallMethodOneArg(hosting, str_leave, resumer);
+        Py_DECREF(resumer);
+        if (r == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(exc);
+            Py_XDECREF(tb);
+            Py_CLEAR(answer);
+        }
+        else {
+            Py_DECREF(r);
+            PyErr_Restore(type, exc, tb);
+        }
+    }
+    Py_XDECREF(hosting);
     st->depth -= 1;
     answer = finish(st, answer);
     Py_DECREF(st);
@@ -741,6 +776,8 @@ PyInit__cnative(void)
     }
     str_state = PyUnicode_InternFromString("state");
     str_trio = PyUnicode_InternFromString("trio");
+    str_enter = PyUnicode_InternFromString("enter");
+    str_leave = PyUnicode_InternFromString("leave");
     trio_hosting = Py_NewRef(Py_None);
     PyObject *m = PyModule_Create(&cnative_module);
     if (m == NULL) {

@@ -179,4 +179,6 @@ class HostContinuation(AnsweringContinuation[None, Any, None]):
         self._s.shielded = True
 
     def __del__(self) -> None:
-        self._s.dropped()
+        s = self._s
+        if s.state <= PARKED and s.state != EARLY:  # PENDING or PARKED
+            s.dropped()
