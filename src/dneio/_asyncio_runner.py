@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 from collections.abc import Callable, Generator
 from contextvars import Context
 from typing import Any
@@ -152,28 +151,7 @@ class AsyncioRunner(HostRunner):
     name = "asyncio"
 
     def __init__(self) -> None:
-        self.internals_ok = _asyncio_internals.check()
-        self.problem = _asyncio_internals.problem
-        self.synchronous = (
-            self.internals_ok and os.environ.get("DNEIO_ASYNCIO_MODE") != "deferred"
-        )
-
-    def mode(self) -> str:
-        return "synchronous" if self.synchronous else "deferred"
-
-    def set_mode(self, mode: str) -> None:
-        """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
-        if mode == "synchronous":
-            if not self.internals_ok:
-                raise RuntimeError(
-                    f"asyncio does not look the way dneio expects "
-                    f"({_asyncio_internals.problem}); only the deferred mode is available"
-                )
-            self.synchronous = True
-        elif mode == "deferred":
-            self.synchronous = False
-        else:
-            raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")
+        self._start_mode(_asyncio_internals.check(), _asyncio_internals.problem)
 
     def in_task(self) -> bool:
         loop = _get_running_loop()

@@ -10,7 +10,7 @@ if each had run when it was resumed.
 
 from __future__ import annotations
 
-from ._scheduling import MAX_DEPTH, ThreadState, current_state
+from ._scheduling import MAX_DEPTH, ThreadState, current_state, drain
 
 
 def begin() -> tuple[ThreadState, bool]:
@@ -32,23 +32,8 @@ def end(token: tuple[ThreadState, bool]) -> None:
     st.hold -= 1
     if not owner or st.hold or st.depth >= MAX_DEPTH:
         if not st.hold and not st.depth and st.queue:
-            from ._scheduling import drain
-
             drain(st)
         return
     # Run the claimed coroutines here, nested like ordinary synchronous
     # resumptions; what they resume queues behind them and runs here too.
-    queue = st.queue
-    first: BaseException | None = None
-    while queue and not st.hold:
-        k, is_exc, value = queue.popleft()
-        st.depth += 1
-        try:
-            k._deliver(st, is_exc, value)
-        except BaseException as exc:
-            if first is None:
-                first = exc
-        finally:
-            st.depth -= 1
-    if first is not None:
-        raise first
+    drain(st)

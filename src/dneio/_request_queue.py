@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from ._continuation import AnsweringContinuation, Continuation

@@ -7,6 +7,7 @@ nothing and trio stays optional.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
@@ -37,13 +38,34 @@ class HostRunner(ABC):
     def adopt(self, coro: Any, first_yield: Any) -> None:
         """Carry on running ``coro``, suspended at ``first_yield``, as a task of this runner."""
 
+    #: Whether the private internals synchronous resumption needs passed their check.
+    internals_ok: bool = False
+    #: Whether parked tasks are resumed synchronously (else deferred, in FIFO order).
+    synchronous: bool = False
+
+    def _start_mode(self, internals_ok: bool, problem: str) -> None:
+        self.internals_ok = internals_ok
+        self.problem = problem
+        forced = os.environ.get(f"DNEIO_{self.name.upper()}_MODE")
+        self.synchronous = internals_ok and forced != "deferred"
+
     def mode(self) -> str:
         """``"synchronous"`` or ``"deferred"``: how this runner resumes parked tasks."""
-        return "deferred"
+        return "synchronous" if self.synchronous else "deferred"
 
     def set_mode(self, mode: str) -> None:
         """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
-        raise NotImplementedError
+        if mode == "synchronous":
+            if not self.internals_ok:
+                raise RuntimeError(
+                    f"{self.name} does not look the way dneio expects ({self.problem}); "
+                    "only the deferred mode is available"
+                )
+            self.synchronous = True
+        elif mode == "deferred":
+            self.synchronous = False
+        else:
+            raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")
 
 
 _loaded: dict[str, HostRunner] = {}

@@ -96,7 +96,7 @@ def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
 
 
 def drain(st: ThreadState, reraise: bool = True) -> None:
-    """Run queued resumptions in order; called with nothing else on the stack.
+    """Run queued resumptions in order, each nested one level below the caller.
 
     An exception escaping a queued native coroutine has no resumer left to
     receive it; the first such exception is raised here once the queue is
@@ -107,14 +107,14 @@ def drain(st: ThreadState, reraise: bool = True) -> None:
     queue = st.queue
     while queue and not st.hold:
         k, is_exc, value = queue.popleft()
-        st.depth = 1
+        st.depth += 1
         try:
             k._deliver(st, is_exc, value)
         except BaseException as exc:
             if first is None:
                 first = exc
         finally:
-            st.depth = 0
+            st.depth -= 1
     if first is not None and reraise:
         raise first
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
@@ -116,27 +115,8 @@ class TrioRunner(HostRunner):
     name = "trio"
 
     def __init__(self) -> None:
-        self.internals_ok = _trio_internals.check()
-        self.problem = _trio_internals.problem
-        self.synchronous = self.internals_ok and os.environ.get("DNEIO_TRIO_MODE") != "deferred"
+        self._start_mode(_trio_internals.check(), _trio_internals.problem)
         self.hosting = NativeHosting()
-
-    def mode(self) -> str:
-        return "synchronous" if self.synchronous else "deferred"
-
-    def set_mode(self, mode: str) -> None:
-        """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
-        if mode == "synchronous":
-            if not self.internals_ok:
-                raise RuntimeError(
-                    f"trio {trio.__version__} does not look the way dneio expects "
-                    f"({_trio_internals.problem}); only the deferred mode is available"
-                )
-            self.synchronous = True
-        elif mode == "deferred":
-            self.synchronous = False
-        else:
-            raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")
 
     def in_task(self) -> bool:
         if self.internals_ok:
