@@ -46,7 +46,7 @@ def _ensure(env: Path, constraints: Path | None = None) -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(env)
     py = str(_python(env))
     _run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    cmd = [py, "-m", "pip", "install", "-q", "-e", f"{ROOT}[test,trio,uvloop]"]
+    cmd = [py, "-m", "pip", "install", "-q", "-e", ".[test,trio,uvloop]"]
     if constraints is not None:
         cmd += ["-c", str(constraints)]
     _run(cmd)
