@@ -52,6 +52,26 @@ def check() -> bool:
     return True
 
 
+_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
+
+
+def current_task_getter() -> Callable[[Any], Any]:
+    """A fast ``asyncio.current_task(loop)`` (one dict lookup), checked like the rest."""
+    tasks = _current_tasks
+    if tasks is None or not hasattr(tasks, "get") or _enter_task is None or _leave_task is None:
+        return asyncio.current_task
+    probe_loop, probe_task = object(), object()
+    try:
+        _enter_task(probe_loop, probe_task)
+        try:
+            ok = tasks.get(probe_loop) is probe_task
+        finally:
+            _leave_task(probe_loop, probe_task)
+    except Exception:
+        return asyncio.current_task
+    return tasks.get if ok else asyncio.current_task
+
+
 def step(loop: Any, wakeup: Callable[[Any], object], context: Context, park: Any) -> None:
     """Run the task step that ``wakeup`` (its done-callback) starts, right now."""
     assert _enter_task is not None and _leave_task is not None

@@ -22,7 +22,7 @@ from ._host_continuation import (
     Slot,
 )
 from ._runner import HostRunner
-from ._scheduling import ThreadState, current_state
+from ._scheduling import ThreadState, _local
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -53,7 +53,13 @@ class Park(Slot):
     )
 
     def __init__(self, home: ThreadState, loop: asyncio.AbstractEventLoop, task: Any) -> None:
-        super().__init__(home)
+        # Slot.__init__, inlined: this runs for every shift.
+        self.state = PENDING
+        self.home = home
+        self.value = None
+        self.is_exc = False
+        self.shielded = False
+        self.callbacks = None
         self.loop = loop
         self.task = task
         self._asyncio_future_blocking = False
@@ -152,10 +158,13 @@ class AsyncioRunner(HostRunner):
 
     def __init__(self) -> None:
         self._start_mode(_asyncio_internals.check(), _asyncio_internals.problem)
+        self.current_task = (
+            _asyncio_internals.current_task_getter() if self.internals_ok else asyncio.current_task
+        )
 
     def in_task(self) -> bool:
         loop = _get_running_loop()
-        return loop is not None and asyncio.current_task(loop) is not None
+        return loop is not None and self.current_task(loop) is not None
 
     def is_running(self) -> bool:
         return _get_running_loop() is not None
@@ -163,8 +172,8 @@ class AsyncioRunner(HostRunner):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         loop = _get_running_loop()
         assert loop is not None
-        task = asyncio.current_task(loop)
-        park = Park(current_state(), loop, task)
+        task = self.current_task(loop)
+        park = Park(_local.state, loop, task)
         k = AsyncioContinuation(park)
         try:
             func(k)

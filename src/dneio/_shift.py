@@ -32,14 +32,14 @@ def _shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     return (yield from _host_shift(func))
 
 
-@types.coroutine
 def _host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+    """The generator that serves ``shift(func)`` in the current host task."""
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
     runner = task_runner()
     if runner is None:
         raise RuntimeError(NO_RUNNER_MESSAGE)
-    return (yield from runner.shift(func))
+    return runner.shift(func)
 
 
 def _typed_shift(func: Callable[[AnsweringContinuation[Any, _Send, Any]], object]) -> Coroutine[
