@@ -126,3 +126,22 @@ def test_lowlevel_reports_and_sets_modes() -> None:
         assert lowlevel.runner_mode(name) == "synchronous"
     with pytest.raises(ValueError, match="unknown runner"):
         lowlevel.runner_mode("curio")
+
+
+def test_fast_current_task_read_falls_back_to_the_public_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    fast = _asyncio_internals.current_task_getter()
+    assert fast is not asyncio.current_task  # the checked dict lookup
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        return fast(loop) is asyncio.current_task()
+
+    assert asyncio.run(main())
+    monkeypatch.setattr(_asyncio_internals, "_current_tasks", None)
+    assert _asyncio_internals.current_task_getter() is asyncio.current_task
+    monkeypatch.setattr(_asyncio_internals, "_current_tasks", {})
+    assert _asyncio_internals.current_task_getter() is asyncio.current_task
