@@ -199,3 +199,41 @@ def test_native_coroutines_may_wait_on_trio_operations_that_register_the_task(
         return sorted(map(str, log))
 
     assert runner.run(main) == sorted(["b'data'", "event", "resumed", "after sleep"])
+
+
+@pytest.mark.runners("trio", "anyio-trio", "trio-deferred")
+def test_native_code_goes_on_after_a_coroutine_it_started_was_adopted(runner: Harness) -> None:
+    import trio
+
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def inner() -> None:
+            await trio.sleep(0.02)
+            log.append("inner woke")
+
+        async def outer() -> None:
+            reset(inner())  # adopted by the native host current right now
+            await trio.sleep(0.01)  # must not register that same host
+            log.append("outer woke")
+
+        reset(outer())
+        with trio.fail_after(5):
+            while len(log) < 2:
+                await trio.sleep(0.005)
+        return log
+
+    assert runner.run(main) == ["outer woke", "inner woke"]
+
+
+def test_an_event_loop_started_inside_a_native_coroutine_gets_a_clear_error() -> None:
+    import asyncio
+
+    async def in_the_loop() -> Any:
+        return await shift(lambda k: k.send(1))
+
+    async def native() -> Any:
+        return asyncio.run(in_the_loop())
+
+    with pytest.raises(RuntimeError, match=r"start event loops .* outside native coroutines"):
+        reset(native())

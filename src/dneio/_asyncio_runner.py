@@ -59,7 +59,7 @@ class Park(Slot):
         self.value = None
         self.is_exc = False
         self.shielded = False
-        self.callbacks = None
+        self.handle = None
         self.loop = loop
         self.task = task
         self._asyncio_future_blocking = False
@@ -123,6 +123,11 @@ class Park(Slot):
             self.loop.call_soon(fn, self, context=context)
 
     # -- dneio -----------------------------------------------------------------
+    def report(self, exc: Exception, what: str) -> None:
+        self.loop.call_exception_handler(
+            {"message": f"dneio: {what}", "exception": exc, "task": self.task}
+        )
+
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon_threadsafe(fn)
 
@@ -214,7 +219,11 @@ class AsyncioRunner(HostRunner):
             park.cancel_msg = exc.args[0] if exc.args else None
         finally:
             if park.deferred:
-                _deferred_wakes[loop] -= 1
+                left = _deferred_wakes[loop] - 1
+                if left:
+                    _deferred_wakes[loop] = left
+                else:
+                    del _deferred_wakes[loop]
         if park.state == CANCELLED:
             park.result()
         if park.cancel_pending and task is not None:
@@ -229,16 +238,25 @@ class AsyncioRunner(HostRunner):
 
 
 def _redeliver_cancel(task: Any, msg: Any) -> None:
-    """A cancellation arrived after the value: raise it at the task's next suspension.
+    """A cancellation arrived after the value: deliver it at the task's next wait.
 
-    The request was already counted by ``task.cancel``, so the count is put
-    back.  anyio cancel scopes need no help: they cancel again, at the next
-    wait, for as long as the scope stays cancelled (and not after it).
+    It is delivered from the loop, once the task has reached that wait, and
+    only if the request is still standing: a scope that requested it
+    (``asyncio.timeout``) and was left meanwhile has withdrawn it with
+    ``uncancel``, and a task that has finished keeps its result.  anyio
+    cancel scopes need none of this: they cancel again, at the next wait,
+    for as long as the scope stays cancelled (and not after it).
     """
     if isinstance(msg, str) and msg.startswith(_ANYIO_CANCEL):
         return
-    task.cancel(msg)
-    task.uncancel()
+    task.get_loop().call_soon(_late_cancel, task, msg)
+
+
+def _late_cancel(task: Any, msg: Any) -> None:
+    if not task.done() and task.cancelling():
+        # The request is counted already: cancel again without counting it twice.
+        task.cancel(msg)
+        task.uncancel()
 
 
 # asyncio keeps only weak references to tasks.

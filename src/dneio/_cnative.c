@@ -235,9 +235,15 @@ finish(ThreadState *st, PyObject *answer)
 {
     if (st->depth == 0 && !st->hold && PyObject_Length(st->queue) > 0) {
         if (answer == NULL) {
+            /* Already failing: drain() names the queued errors in its notes. */
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
-            PyObject *r = PyObject_CallFunctionObjArgs(py_drain, (PyObject *)st, Py_False, NULL);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL) {
+                PyException_SetTraceback(value, tb);
+            }
+            PyObject *r = PyObject_CallFunctionObjArgs(
+                py_drain, (PyObject *)st, value ? value : Py_False, NULL);
             Py_XDECREF(r);
             if (r == NULL) {
                 PyErr_Clear();

@@ -8,6 +8,10 @@ with :class:`ContinuationDropped` instead of leaving it parked forever.
 
 from __future__ import annotations
 
+import sys
+import threading
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +28,23 @@ SPENT = 5  # func raised before resuming: the error went to the task
 DROPPED = 6  # the handle was dropped before func returned
 
 
+# Claims (resume, cancel, drop) of host continuations are atomic across threads.
+_claim_lock = threading.Lock()
+
+
+def report_unraisable(exc: BaseException, what: str) -> None:
+    """Hand an error that has nowhere to go to ``sys.unraisablehook``."""
+    sys.unraisablehook(
+        types.SimpleNamespace(
+            exc_type=type(exc),
+            exc_value=exc,
+            exc_traceback=exc.__traceback__,
+            err_msg=f"dneio: {what}",
+            object=None,
+        )
+    )
+
+
 class ContinuationDropped(RuntimeError):
     """Raised in a task whose continuation was garbage-collected unresumed."""
 
@@ -37,7 +58,7 @@ _DROPPED_MESSAGE = (
 class Slot:
     """The state a parked host task shares with its continuation."""
 
-    __slots__ = ("callbacks", "home", "is_exc", "shielded", "state", "value")
+    __slots__ = ("handle", "home", "is_exc", "shielded", "state", "value")
 
     def __init__(self, home: ThreadState) -> None:
         self.state = PENDING
@@ -45,7 +66,10 @@ class Slot:
         self.value: Any = None
         self.is_exc = False
         self.shielded = False
-        self.callbacks: list[Callable[[], object]] | None = None
+        # A weak reference to the continuation, once it has on_cancel
+        # callbacks: they live on the continuation, so that callbacks which
+        # refer to it do not keep it alive through the parked task.
+        self.handle: weakref.ref[HostContinuation] | None = None
 
     # -- provided by each runner -----------------------------------------
     def _wake(self, st: ThreadState) -> None:
@@ -60,19 +84,25 @@ class Slot:
         """Run ``fn`` soon from the loop (we are on its thread)."""
         raise NotImplementedError
 
+    def report(self, exc: Exception, what: str) -> None:
+        """Report an error nobody can receive (the runner's own way where it has one)."""
+        report_unraisable(exc, what)
+
     # -- resumption --------------------------------------------------------
     def resume(self, k: object, is_exc: bool, value: Any) -> None:
-        state = self.state
-        if state == PARKED:
-            self.state = RESUMED
-        elif state == PENDING:
-            self.state = EARLY
-        elif state == CANCELLED:
-            return
-        else:
-            raise spent_error(k)
-        self.is_exc = is_exc
-        self.value = value
+        # Another thread may be resuming or cancelling the same continuation.
+        with _claim_lock:
+            state = self.state
+            if state == PARKED:
+                self.state = RESUMED
+            elif state == PENDING:
+                self.state = EARLY
+            elif state == CANCELLED:
+                return
+            else:
+                raise spent_error(k)
+            self.is_exc = is_exc
+            self.value = value
         if state == PARKED:
             st = current_state()
             if st is self.home:
@@ -106,37 +136,46 @@ class Slot:
     # -- cancellation --------------------------------------------------------
     def try_cancel(self) -> bool:
         """The task is being cancelled: give up the wait unless shielded or resumed."""
-        if self.state != PARKED or self.shielded:
-            return False
-        self.state = CANCELLED
-        self.value = None
-        callbacks = self.callbacks
+        with _claim_lock:
+            if self.state != PARKED or self.shielded:
+                return False
+            self.state = CANCELLED
+            self.value = None
+        k = self.handle() if self.handle is not None else None
+        callbacks = k._callbacks if k is not None else None
         if callbacks:
-            self.callbacks = None
+            k._callbacks = None  # type: ignore[union-attr]
             st = self.home
             # The host is in the middle of delivering a cancellation: no task
             # may run until it is done, so resumptions made by the callbacks
-            # wait in the queue.
+            # wait in the queue.  A callback's error cannot stop the others,
+            # nor the cancellation: it is reported.
             st.hold += 1
             try:
                 for cb in callbacks:
-                    cb()
+                    try:
+                        cb()
+                    except Exception as exc:
+                        self.report(exc, f"on_cancel callback {cb!r} raised")
             finally:
                 release_hold(st, self.call_soon)
         return True
 
     def dropped(self) -> None:
-        state = self.state
-        if state == PENDING:
-            self.state = DROPPED
-        elif state == PARKED:
+        with _claim_lock:
+            state = self.state
+            if state == PENDING:
+                self.state = DROPPED
+                return
+            if state != PARKED:
+                return
             self.state = RESUMED
             self.is_exc = True
             self.value = ContinuationDropped(_DROPPED_MESSAGE)
-            try:
-                self.call_soon_threadsafe(self.resume_at_home)
-            except Exception:  # the loop is gone, and the task with it
-                pass
+        try:
+            self.call_soon_threadsafe(self.resume_at_home)
+        except Exception:  # the loop is gone, and the task with it
+            pass
 
     def raise_if_dropped(self) -> None:
         if self.state == DROPPED:
@@ -146,10 +185,11 @@ class Slot:
 class HostContinuation(AnsweringContinuation[None, Any, None]):
     """A continuation of a trio or asyncio task parked in ``shift``."""
 
-    __slots__ = ("_s",)
+    __slots__ = ("__weakref__", "_callbacks", "_s")
 
     def __init__(self, slot: Slot) -> None:
         self._s = slot
+        self._callbacks: list[Callable[[], object]] | None = None
 
     def send(self, value: Any) -> None:
         self._s.resume(self, False, value)
@@ -170,10 +210,11 @@ class HostContinuation(AnsweringContinuation[None, Any, None]):
         s = self._s
         if s.state == CANCELLED:
             callback()
-        elif s.callbacks is None:
-            s.callbacks = [callback]
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+            s.handle = weakref.ref(self)
         else:
-            s.callbacks.append(callback)
+            self._callbacks.append(callback)
 
     def shield(self) -> None:
         self._s.shielded = True

@@ -13,8 +13,25 @@ from ._scheduling import MAX_DEPTH, ThreadState, _cnative, _local, drain, resume
 
 _T = TypeVar("_T")
 
-#: What ``shift`` yields to the native driver; the function is in ``ThreadState.request``.
-SHIFT = object()
+class _ShiftRequest:
+    """What ``shift`` yields to the native driver (the function is in ``ThreadState.request``).
+
+    Only dneio's driver should ever see it; the repr explains the one way a
+    host loop can receive it instead.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return (
+            "<dneio shift request: this task called dneio.shift while an event loop was "
+            "running inside a native coroutine (one started by dneio.reset), which dneio "
+            "cannot tell apart from the native coroutine itself; start event loops "
+            "(asyncio.run, trio.run) outside native coroutines>"
+        )
+
+
+SHIFT = _ShiftRequest()
 
 #: While a trio run is active in this process, the trio runner's
 #: ``NativeHosting``: native code entered from a trio task runs with a host
@@ -287,11 +304,16 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
         return resume(st, k, False, None)
     st.depth += 1
     try:
-        return drive(st, coro, False, None)
-    finally:
+        answer = drive(st, coro, False, None)
+    except BaseException as exc:
         st.depth -= 1
         if not st.depth and st.queue and not st.hold:
-            drain(st)
+            drain(st, exc)
+        raise
+    st.depth -= 1
+    if not st.depth and st.queue and not st.hold:
+        drain(st)
+    return answer
 
 
 py_reset = reset

@@ -17,6 +17,7 @@ their coroutines run.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -95,15 +96,23 @@ def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
     return answer
 
 
-def drain(st: ThreadState, reraise: bool = True) -> None:
+def drain(st: ThreadState, reraise: bool | BaseException = True) -> None:
     """Run queued resumptions in order, each nested one level below the caller.
 
     An exception escaping a queued native coroutine has no resumer left to
-    receive it; the first such exception is raised here once the queue is
-    empty (so none of the others is starved), and later ones are chained
-    through ``__context__``.
+    receive it.  The first one is raised here once the queue is empty (so
+    none of the others is starved), with the later ones named in its notes.
+    When the caller is already propagating an exception, it passes that
+    exception as ``reraise`` (or False, for the one being handled), and they
+    are all named in its notes instead.
     """
     first: BaseException | None = None
+    if isinstance(reraise, BaseException):
+        first = reraise
+        reraise = False
+    elif not reraise:
+        first = sys.exc_info()[1]
+    more = 0
     queue = st.queue
     while queue and not st.hold:
         k, is_exc, value = queue.popleft()
@@ -113,10 +122,21 @@ def drain(st: ThreadState, reraise: bool = True) -> None:
         except BaseException as exc:
             if first is None:
                 first = exc
+            elif more < _NOTED_ERRORS:
+                more += 1
+                first.add_note(f"a queued resumption raised too: {exc!r}")
+            else:
+                more += 1
         finally:
             st.depth -= 1
+    if more > _NOTED_ERRORS and first is not None:
+        first.add_note(f"... and {more - _NOTED_ERRORS} more queued resumptions raised")
     if first is not None and reraise:
         raise first
+
+
+#: How many further errors of queued resumptions are named in notes.
+_NOTED_ERRORS = 10
 
 
 def release_hold(st: ThreadState, schedule_pump: Callable[[Callable[[], None]], None]) -> None:

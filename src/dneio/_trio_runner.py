@@ -41,7 +41,7 @@ class TrioSlot(Slot):
         self.value = None
         self.is_exc = False
         self.shielded = False
-        self.callbacks = None
+        self.handle = None
         self.task = task
         self.token = token
 
@@ -286,15 +286,22 @@ class NativeHosting:
 
     def adopt(self, coro: Any, trap: Any) -> bool:
         """Let the current host task carry on ``coro``, suspended in ``trap``."""
-        host = current_state().trio_host
+        st = current_state()
+        host = st.trio_host
         if host is None or host.used or _trio_internals.current_task_or_none() is not host.task:
             return False
         host.coro = coro
-        if _trio_internals.park_on(host.task, trap):
-            host.used = True
-            return True
-        host.coro = None
-        return False
+        if not _trio_internals.park_on(host.task, trap):
+            host.coro = None
+            return False
+        host.used = True
+        # The native code that is still running (whatever resumed ``coro``)
+        # must not go on registering the host that is now coro's: give it a
+        # fresh one.
+        fresh = self._new_host(st, host.runner)
+        if fresh is not None:
+            _trio_internals.make_current(fresh.task)
+        return True
 
 
 class _EndOfRun(trio.abc.Instrument):
