@@ -265,6 +265,9 @@ class NativeHosting:
             return None
         host = st.trio_host
         if host is None or host.used or host.runner is not task._runner:
+            if id(task._runner) not in self.runs:
+                # Another thread's run started the hosting: follow this run too.
+                self.start_if_running()
             host = self._new_host(st, task._runner)
             if host is None:
                 return None
