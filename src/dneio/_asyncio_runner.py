@@ -12,12 +12,9 @@ from . import _asyncio_internals
 from ._adoption import adopted
 from ._host_continuation import (
     CANCELLED,
-    DROPPED,
-    EARLY,
     PARKED,
     PENDING,
     RESUMED,
-    SPENT,
     HostContinuation,
     Slot,
 )
@@ -123,6 +120,20 @@ class Park(Slot):
             self.loop.call_soon(fn, self, context=context)
 
     # -- dneio -----------------------------------------------------------------
+    def line_up_deferred(self) -> bool:
+        if not _deferred_wakes.get(self.loop):
+            return False
+        # A done park makes the task schedule itself with call_soon: after
+        # the tasks woken earlier.
+        self.state = RESUMED
+        self.deferred = True
+        _deferred_wakes[self.loop] += 1
+        return True
+
+    def queue_behind(self, st: ThreadState) -> None:
+        self.queued = True
+        st.queue.append((self, False, None))
+
     def report(self, exc: Exception, what: str) -> None:
         self.loop.call_exception_handler(
             {"message": f"dneio: {what}", "exception": exc, "task": self.task}
@@ -179,36 +190,8 @@ class AsyncioRunner(HostRunner):
         assert loop is not None
         task = self.current_task(loop)
         park = Park(_local.state, loop, task)
-        k = AsyncioContinuation(park)
-        try:
-            func(k)
-        except BaseException:
-            if park.state == PENDING:
-                park.state = SPENT
-            raise
-        del k
-        state = park.state
-        if state == EARLY:
-            st = park.home
-            if self.synchronous:
-                if not (st.queue or st.hold):
-                    return park.outcome()
-                # Resumptions made earlier are still queued: go after them.
-                park.state = RESUMED
-                park.queued = True
-                st.queue.append((park, False, None))
-            elif _deferred_wakes.get(loop):
-                # Tasks woken earlier have not run yet: line up behind them
-                # (a done park makes the task schedule itself with call_soon).
-                park.state = RESUMED
-                park.deferred = True
-                _deferred_wakes[loop] += 1
-            else:
-                return park.outcome()
-        elif state == DROPPED:
-            park.raise_if_dropped()
-        else:
-            park.state = PARKED
+        if not park.must_wait(func, AsyncioContinuation, self.synchronous):
+            return park.outcome()
         park._asyncio_future_blocking = True
         try:
             yield park

@@ -84,6 +84,54 @@ class Slot:
         """Run ``fn`` soon from the loop (we are on its thread)."""
         raise NotImplementedError
 
+    def line_up_deferred(self) -> bool:
+        """Deferred mode, resumed inside ``func``: wait behind tasks woken earlier?
+
+        If tasks woken earlier have not run yet, line up behind them (the
+        slot becomes RESUMED) and return True; else return False.
+        """
+        return False
+
+    def queue_behind(self, st: ThreadState) -> None:
+        """Synchronous mode: wait in the thread's queue behind earlier resumptions."""
+        st.queue.append((self, False, None))
+
+    def must_wait(
+        self, func: Callable[[Any], object], handle: Callable[[Slot], Any], synchronous: bool
+    ) -> bool:
+        """Call ``func`` with a continuation; False if the task may go on at once.
+
+        True means the task must suspend: it is parked, or it was resumed
+        inside ``func`` but resumptions made earlier have to run first, so
+        it waits its turn.  If ``func`` raises before resuming, the error
+        goes to the task and the continuation is spent.
+        """
+        k = handle(self)
+        try:
+            func(k)
+        except BaseException:
+            with _claim_lock:
+                if self.state == PENDING:
+                    self.state = SPENT
+            raise
+        del k  # if func kept no reference, the continuation is dropped here
+        with _claim_lock:
+            state = self.state
+            if state == PENDING:
+                self.state = PARKED
+                return True
+        if state == DROPPED:
+            raise ContinuationDropped(_DROPPED_MESSAGE)
+        # EARLY: resumed inside func.
+        if not synchronous:
+            return self.line_up_deferred()
+        st = self.home
+        if not (st.queue or st.hold):
+            return False
+        self.state = RESUMED
+        self.queue_behind(st)
+        return True
+
     def report(self, exc: Exception, what: str) -> None:
         """Report an error nobody can receive (the runner's own way where it has one)."""
         report_unraisable(exc, what)
@@ -176,10 +224,6 @@ class Slot:
             self.call_soon_threadsafe(self.resume_at_home)
         except Exception:  # the loop is gone, and the task with it
             pass
-
-    def raise_if_dropped(self) -> None:
-        if self.state == DROPPED:
-            raise ContinuationDropped(_DROPPED_MESSAGE)
 
 
 class HostContinuation(AnsweringContinuation[None, Any, None]):

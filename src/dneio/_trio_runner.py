@@ -14,12 +14,9 @@ from . import _native, _trio_internals
 from ._adoption import adopted, carry_on
 from ._host_continuation import (
     CANCELLED,
-    DROPPED,
-    EARLY,
     PARKED,
     PENDING,
     RESUMED,
-    SPENT,
     HostContinuation,
     Slot,
 )
@@ -44,6 +41,14 @@ class TrioSlot(Slot):
         self.handle = None
         self.task = task
         self.token = token
+
+    def line_up_deferred(self) -> bool:
+        fifo = _fifos.get(self.token)
+        if fifo is None or not fifo.in_flight:
+            return False
+        self.state = RESUMED
+        fifo.waiting.append(self.task)
+        return True
 
     def abort(self, raise_cancel: Any) -> tl.Abort:
         if self.try_cancel():
@@ -147,34 +152,8 @@ class TrioRunner(HostRunner):
             self.hosting.start_if_running()
         task, token = self._current()
         slot = TrioSlot(_local.state, task, token)
-        k = TrioContinuation(slot)
-        try:
-            func(k)
-        except BaseException:
-            if slot.state == PENDING:
-                slot.state = SPENT
-            raise
-        del k
-        state = slot.state
-        if state == EARLY:
-            st = slot.home
-            if self.synchronous:
-                if not (st.queue or st.hold):
-                    return slot.outcome()
-                # Resumptions made earlier are still queued: go after them.
-                slot.state = RESUMED
-                st.queue.append((slot, False, None))
-            else:
-                fifo = _fifos.get(token)
-                if fifo is None or not fifo.in_flight:
-                    return slot.outcome()
-                # Tasks woken earlier have not run yet: line up behind them.
-                slot.state = RESUMED
-                fifo.waiting.append(task)
-        elif state == DROPPED:
-            slot.raise_if_dropped()
-        else:
-            slot.state = PARKED
+        if not slot.must_wait(func, TrioContinuation, self.synchronous):
+            return slot.outcome()
         if self.synchronous:
             sent = yield _trio_internals.WaitTaskRescheduled(slot.abort)
             if sent is not _WOKEN:
