@@ -263,4 +263,3 @@ def _adopted_done(task: asyncio.Task[Any]) -> None:
 
 
 RUNNER = AsyncioRunner()
-_ = PARKED

@@ -14,7 +14,6 @@ from . import _native, _trio_internals
 from ._adoption import adopted, carry_on
 from ._host_continuation import (
     CANCELLED,
-    PARKED,
     PENDING,
     RESUMED,
     HostContinuation,
@@ -296,4 +295,3 @@ class _EndOfRun(trio.abc.Instrument):
 
 
 RUNNER = TrioRunner()
-_ = PARKED
