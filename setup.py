@@ -8,6 +8,6 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("dneio._cnative", ["src/dneio/_cnative.c"], optional=True),
+        Extension("dneio._core._driver_c", ["src/dneio/_core/_driver_c.c"], optional=True),
     ]
 )

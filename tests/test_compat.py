@@ -234,8 +234,8 @@ def test_set_trio_system_wait_readable_checks_its_argument() -> None:
 # -- order and scope of delayed cancellations and early resumptions ----------------------------
 
 
-@pytest.mark.runners("anyio-asyncio", "anyio-trio")
-def test_shielded_cancel_stays_in_its_scope(runner: Harness) -> None:
+@pytest.mark.dneio_runners("anyio-asyncio", "anyio-trio")
+def test_shielded_cancel_stays_in_its_scope(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> str:
         held: list[Any] = []
 
@@ -251,11 +251,11 @@ def test_shielded_cancel_stays_in_its_scope(runner: Harness) -> None:
         await h.settle()  # the parent must not be cancelled here
         return f"parent finished; child got {child.get()!r}"
 
-    assert runner.run(main) == "parent finished; child got 'value'"
+    assert dneio_runner.run(main) == "parent finished; child got 'value'"
 
 
-@pytest.mark.runners("trio-deferred", "asyncio-deferred")
-def test_deferred_modes_keep_resumption_order(runner: Harness) -> None:
+@pytest.mark.dneio_runners("trio-deferred", "asyncio-deferred")
+def test_deferred_modes_keep_resumption_order(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> list[str]:
         log: list[str] = []
         box: list[Any] = []
@@ -272,7 +272,7 @@ def test_deferred_modes_keep_resumption_order(runner: Harness) -> None:
         await h.settle()
         return log
 
-    assert runner.run(main) == ["resumed first", "resumed second"]
+    assert dneio_runner.run(main) == ["resumed first", "resumed second"]
 
 
 def test_dneio_exports_the_primitives() -> None:

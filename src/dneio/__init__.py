@@ -7,18 +7,21 @@ inside trio and asyncio tasks, and continuations resume synchronously and in
 order.
 """
 
-from ._channel import Channel
-from ._continuation import AnsweringContinuation, Continuation, ContinuationSpentError
-from ._errors import ClosedError, EndOfChannel
-from ._event import Event
-from ._first_of import Branch, Operation, first_of
-from ._future import Future, InvalidStateError
-from ._host_continuation import ContinuationDropped
-from ._lock import Lock
-from ._native import reset
-from ._parallel import make_n_in_parallel, run_all, run_all_outcomes
-from ._request_queue import Reply, RequestCancelledError, RequestQueue
-from ._shift import current_runner, is_running_directly_under_trio, shift
+from . import _hosts as _hosts  # registers the host runners with the engine
+from ._core._continuation import AnsweringContinuation, Continuation, ContinuationSpentError
+from ._core._driver import reset
+from ._core._shift import current_runner, shift
+from ._hosts._parking import ContinuationDropped
+from ._hosts._trio._direct import is_running_directly_under_trio
+from ._primitives._channel import Channel
+from ._primitives._errors import ClosedError, EndOfChannel
+from ._primitives._event import Event
+from ._primitives._first_of import Branch, Operation, first_of
+from ._primitives._future import Future, InvalidStateError
+from ._primitives._lock import Lock
+from ._primitives._parallel import make_n_in_parallel, run_all, run_all_outcomes
+from ._primitives._request_queue import Reply, RequestCancelledError, RequestQueue
+from ._public import publish
 
 __all__ = [
     "AnsweringContinuation",
@@ -46,3 +49,6 @@ __all__ = [
     "run_all_outcomes",
     "shift",
 ]
+
+publish("dneio", globals())
+

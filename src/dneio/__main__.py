@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "demo":
-        from ._demo import main as demo
+        from ._tools._demo import main as demo
 
         return int(demo(rest))
     if command == "bench":

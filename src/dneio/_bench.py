@@ -24,10 +24,10 @@ from typing import Any
 
 import dneio
 
-from . import _scheduling
-from ._native import reset
-from ._runner import get_runner
-from ._shift import shift
+from ._core import _impl
+from ._core._driver import reset
+from ._core._registry import get_runner
+from ._core._shift import shift
 
 # -- the operations measured ---------------------------------------------------
 #
@@ -455,7 +455,7 @@ def _needs(*names: str, modules: Sequence[str] = ()) -> Callable[[], str | None]
 _DECADES = (1_000, 10_000, 100_000, 1_000_000)
 
 # The native goals are tighter with the compiled core than on the pure-Python path.
-COMPILED = _scheduling._cnative is not None
+COMPILED = _impl.compiled is not None
 _SHIFT_GOAL = 4.0 if COMPILED else 12.0
 _REQUEST_GOAL = 12.0 if COMPILED else 25.0
 

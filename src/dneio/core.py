@@ -1,9 +1,11 @@
 """The core names, where code written against the original ``dneio.core`` looks for them."""
 
-from ._continuation import AnsweringContinuation, Continuation
-from ._native import reset
-from ._shift import is_running_directly_under_trio, shift
-from ._trio_wait_readable import TrioSystemWaitReadable, set_trio_system_wait_readable
+from ._core._continuation import AnsweringContinuation, Continuation
+from ._core._driver import reset
+from ._core._shift import shift
+from ._hosts._trio._direct import is_running_directly_under_trio
+from ._hosts._trio._wait_readable import TrioSystemWaitReadable, set_trio_system_wait_readable
+from ._public import publish
 
 __all__ = [
     "AnsweringContinuation",
@@ -14,3 +16,6 @@ __all__ = [
     "set_trio_system_wait_readable",
     "shift",
 ]
+
+publish("dneio.core", globals())
+

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ._fd import FdBusyError, FileDescriptorLike, HasFileno
-from ._runner import loop_runner
-from ._selector import Selector
+from ._core._registry import loop_runner
+from ._io._fd import FdBusyError, FileDescriptorLike, HasFileno
+from ._io._selector import Selector
+from ._public import publish
 
 
 class IO(Protocol):
@@ -63,12 +64,15 @@ def host(native: IO | None = None) -> IO:
             "and drive that selector with its run() method."
         )
     if runner.name == "trio":
-        from ._trio_io import TRIO_IO
+        from ._hosts._trio._io import TRIO_IO
 
         return TRIO_IO
-    from ._asyncio_io import current_io
+    from ._hosts._asyncio._io import current_io
 
     return current_io()
 
 
 __all__ = ["IO", "FdBusyError", "FileDescriptorLike", "HasFileno", "Selector", "host"]
+
+publish("dneio.io", globals())
+

@@ -5,7 +5,7 @@ uvloop and anyio (on both of its backends): a test is an async function that
 receives the harness, starts concurrent tasks with :meth:`Harness.spawn`,
 lets them run until they block with :meth:`Harness.settle`, and cancels them
 with :meth:`TaskHandle.cancel`.  The pytest plugin (``dneio.pytest_plugin``)
-provides it as the ``runner`` fixture.
+provides it as the ``dneio_runner`` fixture.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import importlib.util
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ._native import reset
+from ._core._driver import reset
+
+__all__ = ["ALL_RUNNERS", "Harness", "NotFinished", "TaskHandle", "void"]
 
 #: Every runner name, in the order tests are parametrised.
 ALL_RUNNERS = (
@@ -138,7 +140,7 @@ class Harness:
     def _force_mode(self) -> Callable[[], None]:
         if not self.name.endswith("-deferred"):
             return lambda: None
-        from ._runner import get_runner
+        from ._core._registry import get_runner
 
         runner = get_runner(self.base)
         before = runner.mode()

@@ -1,0 +1,86 @@
+"""The driver in use: the compiled core wired to its pure-Python twin, or the twin alone.
+
+Everything else imports the driver from here.  :mod:`._impl` decides which
+core is in use; this module registers the twin's functions with the
+compiled core, which hands them every case its fast path does not cover.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _driver_py as _py
+from . import _impl
+from ._continuation import AnsweringContinuation
+from ._impl import compiled
+from ._queue import MAX_DEPTH, drain, resume
+
+SHIFT = _py.SHIFT
+drive = _py.drive
+
+if compiled is None:
+    NativeContinuation: type[_py.NativeContinuation] = _py.NativeContinuation
+    reset = _py.reset
+    shift_fast: Any = _py.shift
+else:
+
+    class _CompiledNativeContinuation(
+        compiled.NativeCore, AnsweringContinuation[Any, Any, Any]  # type: ignore[misc]
+    ):
+        """A continuation of a coroutine driven by :func:`dneio.reset`.
+
+        It runs the coroutine on whichever thread resumes it.  (``send`` is
+        compiled; the rest is the pure-Python twin's.)
+        """
+
+        __slots__ = ()
+        __repr__ = _py.NativeContinuation.__repr__
+        throw = _py.NativeContinuation.throw
+        _deliver = _py.NativeContinuation._deliver
+        __call__ = compiled.NativeCore.send
+
+    _CompiledNativeContinuation.__name__ = "NativeContinuation"
+    _CompiledNativeContinuation.__qualname__ = "NativeContinuation"
+    NativeContinuation = _CompiledNativeContinuation
+    _py.continuation_type = _CompiledNativeContinuation
+
+    def _probe() -> None:
+        if _py.entry_probe is not None:
+            _py.entry_probe()
+
+    compiled.setup(
+        local=_impl.local,
+        shift_mark=SHIFT,
+        resume=resume,
+        drain=drain,
+        func_failed=_py._func_failed,
+        after_foreign=_py._after_foreign,
+        spent=_py._raise_spent,
+        continuation_type=_CompiledNativeContinuation,
+        reset=_py.reset,
+        start_hosting=_probe,
+        max_depth=MAX_DEPTH,
+    )
+    compiled.set_host_shift(_py.host_shift)
+    reset = compiled.reset
+    shift_fast = compiled.shift
+
+
+def set_entry_hook(hook: Any) -> None:
+    """Install (or, with None, remove) the entry hook; see ``_driver_py.entry_hook``."""
+    _py.entry_hook = hook
+    if compiled is not None:
+        compiled.set_entry_hook(hook)
+
+
+def entry_hook() -> Any:
+    """The entry hook installed now, or None."""
+    return _py.entry_hook
+
+
+def set_entry_probe(module: str, probe: Any) -> None:
+    """Have ``reset`` call ``probe()`` while no entry hook is set and ``module`` is loaded."""
+    _py.entry_probe = probe
+    _py.entry_probe_module = module
+    if compiled is not None:
+        compiled.set_entry_probe_module(module)

@@ -1,0 +1,45 @@
+"""The one place that picks the driver: the compiled core, or its pure-Python twin.
+
+The compiled extension ``_driver_c`` (built by ``setup.py`` where a C
+compiler is at hand) covers the hot paths of ``shift``, ``reset`` and native
+resumption, and hands every unusual case back to the Python functions of
+``_driver_py``, which remain the complete reference.  Set the environment
+variable ``DNEIO_PURE_PYTHON=1`` to use the twin even where the extension is
+built.  Every other module asks this one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from ._run_context import ThreadState as PyThreadState
+
+compiled: Any
+try:
+    if os.environ.get("DNEIO_PURE_PYTHON"):
+        raise ImportError("DNEIO_PURE_PYTHON is set")
+    from . import _driver_c as compiled
+except ImportError:
+    compiled = None
+
+#: ``"compiled"`` or ``"python"``: which driver is in use.
+CORE = "python" if compiled is None else "compiled"
+
+#: The per-thread state type: the compiled core's (the same fields, readable
+#: from C) or the pure-Python class.
+ThreadState: type[PyThreadState] = PyThreadState if compiled is None else compiled.ThreadState
+
+
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.state = ThreadState()
+
+
+#: ``local.state`` is this thread's :class:`ThreadState`.
+local = _Local()
+
+
+def current_state() -> PyThreadState:
+    return local.state

@@ -1,0 +1,40 @@
+"""The host runners: event loops whose tasks can ``shift``.
+
+Each host lives in its own package and implements ``_base.HostRunner``;
+this module registers them with the engine's registry without importing
+their libraries.  trio comes first: a trio guest run inside an asyncio
+loop is trio's task, not asyncio's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core import _driver, _registry
+
+
+def _trio() -> Any:
+    from ._trio._runner import RUNNER
+
+    return RUNNER
+
+
+def _asyncio() -> Any:
+    from ._asyncio._runner import RUNNER
+
+    return RUNNER
+
+
+def _probe_trio() -> None:
+    # reset() found trio loaded and no entry hook set: native code entered
+    # from a trio task must run with the trio host's own task current.
+    _registry.get_runner("trio")
+    from ._trio._runner import start_hosting
+
+    _driver.set_entry_probe("trio", start_hosting)
+    start_hosting()
+
+
+_registry.register("trio", "trio", _trio)
+_registry.register("asyncio", "asyncio", _asyncio)
+_driver.set_entry_probe("trio", _probe_trio)

@@ -1,0 +1,1 @@
+"""The asyncio host (uvloop and anyio included): runner, guarded internals and I/O object."""

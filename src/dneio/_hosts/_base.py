@@ -1,0 +1,67 @@
+"""The interface every host runner implements (trio, asyncio), and what they share.
+
+A host runner serves ``shift`` inside the tasks of an event loop.  The
+engine (``dneio._core``) knows hosts only through :class:`dneio._core._registry.Host`,
+and loads one only once its library has been imported by the program.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
+from typing import Any
+
+
+class HostRunner(ABC):
+    """What dneio needs from an event loop that runs tasks."""
+
+    #: The name ``current_runner()`` reports.
+    name: str
+    #: Why the runner's internals did not pass dneio's check ("" if they did).
+    problem: str = ""
+
+    @abstractmethod
+    def in_task(self) -> bool:
+        """True if one of this runner's tasks is running on this thread now."""
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """True if this runner's loop is running on this thread (in a task or not)."""
+
+    @abstractmethod
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+        """Suspend the current task in ``shift(func)``; the body of ``await shift``."""
+
+    @abstractmethod
+    def adopt(self, coro: Any, first_yield: Any) -> None:
+        """Carry on running ``coro``, suspended at ``first_yield``, as a task of this runner."""
+
+    #: Whether the private internals synchronous resumption needs passed their check.
+    internals_ok: bool = False
+    #: Whether parked tasks are resumed synchronously (else deferred, in FIFO order).
+    synchronous: bool = False
+
+    def _start_mode(self, internals_ok: bool, problem: str) -> None:
+        self.internals_ok = internals_ok
+        self.problem = problem
+        forced = os.environ.get(f"DNEIO_{self.name.upper()}_MODE")
+        self.synchronous = internals_ok and forced != "deferred"
+
+    def mode(self) -> str:
+        """``"synchronous"`` or ``"deferred"``: how this runner resumes parked tasks."""
+        return "synchronous" if self.synchronous else "deferred"
+
+    def set_mode(self, mode: str) -> None:
+        """Force ``"deferred"``, or return to ``"synchronous"`` where the internals allow."""
+        if mode == "synchronous":
+            if not self.internals_ok:
+                raise RuntimeError(
+                    f"{self.name} does not look the way dneio expects ({self.problem}); "
+                    "only the deferred mode is available"
+                )
+            self.synchronous = True
+        elif mode == "deferred":
+            self.synchronous = False
+        else:
+            raise ValueError(f"mode must be 'synchronous' or 'deferred', not {mode!r}")

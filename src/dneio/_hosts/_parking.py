@@ -1,0 +1,272 @@
+"""What trio and asyncio continuations share: states, claiming, cancellation, threads.
+
+A parked host task keeps a :class:`Slot`; the continuation handed to
+``func`` is a thin handle on it.  The task never references the handle, so
+if every holder drops it unresumed, the handle's finaliser wakes the task
+with :class:`ContinuationDropped` instead of leaving it parked forever.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .._core._continuation import AnsweringContinuation, spent_error
+from .._core._queue import ThreadState, current_state, release_hold, resume
+
+# Life of a host continuation.
+PENDING = 0  # func is still running in the task; nothing parked yet
+EARLY = 1  # resumed while func was running: shift returns without suspending
+PARKED = 2  # the task is suspended, waiting for a resumption
+RESUMED = 3  # claimed by a resumption; the task is being (or will be) woken
+CANCELLED = 4  # the task was cancelled while parked; resumption is a no-op
+SPENT = 5  # func raised before resuming: the error went to the task
+DROPPED = 6  # the handle was dropped before func returned
+
+
+# Claims (resume, cancel, drop) of host continuations are atomic across threads.
+_claim_lock = threading.Lock()
+
+
+def report_unraisable(exc: BaseException, what: str) -> None:
+    """Hand an error that has nowhere to go to ``sys.unraisablehook``."""
+    sys.unraisablehook(
+        types.SimpleNamespace(
+            exc_type=type(exc),
+            exc_value=exc,
+            exc_traceback=exc.__traceback__,
+            err_msg=f"dneio: {what}",
+            object=None,
+        )
+    )
+
+
+class ContinuationDropped(RuntimeError):
+    """Raised in a task whose continuation was garbage-collected unresumed."""
+
+
+_DROPPED_MESSAGE = (
+    "the continuation of this task was dropped without being resumed, so nothing could "
+    "ever resume it; keep a reference to k until you call k.send/k.throw"
+)
+
+
+class Slot:
+    """The state a parked host task shares with its continuation."""
+
+    __slots__ = ("home", "is_exc", "k_ref", "shielded", "state", "value")
+
+    def __init__(self, home: ThreadState) -> None:
+        self.state = PENDING
+        self.home = home
+        self.value: Any = None
+        self.is_exc = False
+        self.shielded = False
+        # A weak reference to the continuation, once it has on_cancel
+        # callbacks: they live on the continuation, so that callbacks which
+        # refer to it do not keep it alive through the parked task.
+        self.k_ref: weakref.ref[HostContinuation] | None = None
+
+    # -- provided by each runner -----------------------------------------
+    def _wake(self, st: ThreadState) -> None:
+        """Make the parked task run (or schedule it) with the stored outcome."""
+        raise NotImplementedError
+
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the task's own thread, from its loop."""
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` soon from the loop (we are on its thread)."""
+        raise NotImplementedError
+
+    def line_up_deferred(self) -> bool:
+        """Deferred mode, resumed inside ``func``: wait behind tasks woken earlier?
+
+        If tasks woken earlier have not run yet, line up behind them (the
+        slot becomes RESUMED) and return True; else return False.
+        """
+        return False
+
+    def queue_behind(self, st: ThreadState) -> None:
+        """Synchronous mode: wait in the thread's queue behind earlier resumptions."""
+        st.queue.append((self, False, None))
+
+    def must_wait(
+        self,
+        func: Callable[[Any], object],
+        make_continuation: Callable[[Slot], Any],
+        synchronous: bool,
+    ) -> bool:
+        """Call ``func`` with a continuation; False if the task may go on at once.
+
+        True means the task must suspend: it is parked, or it was resumed
+        inside ``func`` but resumptions made earlier have to run first, so
+        it waits its turn.  If ``func`` raises before resuming, the error
+        goes to the task and the continuation is spent.
+        """
+        k = make_continuation(self)
+        try:
+            func(k)
+        except BaseException:
+            with _claim_lock:
+                if self.state == PENDING:
+                    self.state = SPENT
+            raise
+        del k  # if func kept no reference, the continuation is dropped here
+        with _claim_lock:
+            state = self.state
+            if state == PENDING:
+                self.state = PARKED
+                return True
+        if state == DROPPED:
+            raise ContinuationDropped(_DROPPED_MESSAGE)
+        # EARLY: resumed inside func.
+        if not synchronous:
+            return self.line_up_deferred()
+        st = self.home
+        if not (st.queue or st.hold):
+            return False
+        self.state = RESUMED
+        self.queue_behind(st)
+        return True
+
+    def report(self, exc: Exception, what: str) -> None:
+        """Report an error nobody can receive (the runner's own way where it has one)."""
+        report_unraisable(exc, what)
+
+    # -- resumption --------------------------------------------------------
+    def resume(self, k: object, is_exc: bool, value: Any) -> None:
+        # Another thread may be resuming or cancelling the same continuation.
+        with _claim_lock:
+            state = self.state
+            if state == PARKED:
+                self.state = RESUMED
+            elif state == PENDING:
+                self.state = EARLY
+            elif state == CANCELLED:
+                return
+            else:
+                raise spent_error(k)
+            self.is_exc = is_exc
+            self.value = value
+        if state == PARKED:
+            st = current_state()
+            if st is self.home:
+                resume(st, self, False, None)
+            else:
+                self.call_soon_threadsafe(self.resume_at_home)
+
+    def resume_at_home(self) -> None:
+        resume(self.home, self, False, None)
+
+    def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> None:
+        # The task's code is not native, even if a native coroutine resumed it.
+        driving = st.driving
+        st.driving = None
+        try:
+            self._wake(st)
+        finally:
+            st.driving = driving
+
+    def outcome(self) -> Any:
+        """The stored outcome, as the woken task sees it."""
+        value = self.value
+        if self.is_exc:
+            self.value = None
+            try:
+                raise value
+            finally:
+                del value
+        return value
+
+    # -- cancellation --------------------------------------------------------
+    def try_cancel(self) -> bool:
+        """The task is being cancelled: give up the wait unless shielded or resumed."""
+        with _claim_lock:
+            if self.state != PARKED or self.shielded:
+                return False
+            self.state = CANCELLED
+            self.value = None
+        k = self.k_ref() if self.k_ref is not None else None
+        callbacks = k._callbacks if k is not None else None
+        if callbacks:
+            k._callbacks = None  # type: ignore[union-attr]
+            st = self.home
+            # The host is in the middle of delivering a cancellation: no task
+            # may run until it is done, so resumptions made by the callbacks
+            # wait in the queue.  A callback's error cannot stop the others,
+            # nor the cancellation: it is reported.
+            st.hold += 1
+            try:
+                for cb in callbacks:
+                    try:
+                        cb()
+                    except Exception as exc:
+                        self.report(exc, f"on_cancel callback {cb!r} raised")
+            finally:
+                release_hold(st, self.call_soon)
+        return True
+
+    def dropped(self) -> None:
+        with _claim_lock:
+            state = self.state
+            if state == PENDING:
+                self.state = DROPPED
+                return
+            if state != PARKED:
+                return
+            self.state = RESUMED
+            self.is_exc = True
+            self.value = ContinuationDropped(_DROPPED_MESSAGE)
+        try:
+            self.call_soon_threadsafe(self.resume_at_home)
+        except Exception:  # the loop is gone, and the task with it
+            pass
+
+
+class HostContinuation(AnsweringContinuation[None, Any, None]):
+    """A continuation of a trio or asyncio task parked in ``shift``."""
+
+    __slots__ = ("__weakref__", "_callbacks", "_s")
+
+    def __init__(self, slot: Slot) -> None:
+        self._s = slot
+        self._callbacks: list[Callable[[], object]] | None = None
+
+    def send(self, value: Any) -> None:
+        self._s.resume(self, False, value)
+
+    def throw(self, exc: BaseException) -> None:
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        self._s.resume(self, True, exc)
+
+    __call__ = send
+
+    def is_cancelled(self) -> bool:
+        return self._s.state == CANCELLED
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        if not callable(callback):
+            raise TypeError(f"on_cancel() takes a callable, not {callback!r}")
+        s = self._s
+        if s.state == CANCELLED:
+            callback()
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+            s.k_ref = weakref.ref(self)
+        else:
+            self._callbacks.append(callback)
+
+    def shield(self) -> None:
+        self._s.shielded = True
+
+    def __del__(self) -> None:
+        s = self._s
+        if s.state <= PARKED and s.state != EARLY:  # PENDING or PARKED
+            s.dropped()

@@ -1,0 +1,1 @@
+"""The trio host: runner, guarded internals and I/O object."""

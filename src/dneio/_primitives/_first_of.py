@@ -1,0 +1,190 @@
+"""``first_of``: wait for whichever of several operations completes first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar, overload
+
+from .._core._batch import begin, end
+from .._core._continuation import AnsweringContinuation, spent_error
+from .._core._shift import shift
+
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+
+#: An operation: a function that starts something and later resumes the
+#: continuation it is given; exactly what :func:`dneio.shift` takes, such as
+#: ``channel.receive_cb`` or ``partial(channel.send_cb, item)``.
+Operation = Callable[[AnsweringContinuation[Any, T, Any]], object]
+
+# Life of a branch.
+_LIVE = 0  # registered with its operation; the race is undecided
+_COMMITTED = 1  # shielded: the race waits for this branch alone
+_WON = 2  # resumed first: its outcome went to the waiting task
+_WITHDRAWN = 3  # another branch won, or the waiting task was cancelled
+
+
+class _Race:
+    """One ``first_of`` call: its branches, and the continuation waiting on them."""
+
+    __slots__ = ("branches", "decided", "k")
+
+    def __init__(self, k: AnsweringContinuation[Any, tuple[int, Any], Any]) -> None:
+        self.k = k
+        self.branches: list[Branch[Any]] = []
+        self.decided = False
+
+    def start(self, operations: tuple[Operation[Any], ...]) -> None:
+        self.k.on_cancel(self.withdraw_all)
+        # Starting an operation may resume other coroutines.  They run only
+        # once every operation has been started, so none of them can decide
+        # the race (or cancel anything) half way through.
+        st = begin()
+        try:
+            for i, operation in enumerate(operations):
+                if self.decided:
+                    break
+                branch: Branch[Any] = Branch(self, i)
+                self.branches.append(branch)
+                operation(branch)
+        except BaseException:
+            self.withdraw_all()
+            raise
+        finally:
+            end(st)
+
+    def decide(self, winner: Branch[Any] | None) -> None:
+        self.decided = True
+        for branch in self.branches:
+            if branch is not winner:
+                branch.withdraw()
+
+    def withdraw_all(self) -> None:
+        if not self.decided:
+            self.decide(None)
+
+
+class Branch(AnsweringContinuation[Any, T, Any]):
+    """The continuation each operation of :func:`first_of` is given.
+
+    The first branch to be resumed wins: the task waiting in ``first_of``
+    continues with the branch's index and value (or its exception).  Every
+    other branch is withdrawn at that moment: it reports ``is_cancelled()``
+    and runs its ``on_cancel`` callbacks, exactly like the continuation of a
+    cancelled task, so the operation behind it forgets it and keeps what it
+    would have delivered.  Resuming a withdrawn branch does nothing, as with
+    a cancelled task.  Cancelling the waiting task withdraws every branch.
+
+    :meth:`shield` commits the race to this branch (trio's ``Abort.FAILED``
+    idea): an operation calls it once it has started something that cannot
+    be undone.  The other branches are withdrawn at once, and the waiting
+    task can no longer be cancelled until this branch is resumed.
+    """
+
+    __slots__ = ("_callbacks", "_race", "_state", "index")
+
+    def __init__(self, race: _Race, index: int) -> None:
+        self._race = race
+        self.index = index
+        self._state = _LIVE
+        self._callbacks: list[Callable[[], object]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<first_of branch #{self.index} of {self._race.k!r}>"
+
+    def send(self, value: T) -> Any:
+        if self._claim():
+            return self._race.k.send((self.index, value))
+        return None
+
+    def throw(self, exc: BaseException) -> Any:
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        if self._claim():
+            return self._race.k.throw(exc)
+        return None
+
+    __call__ = send
+
+    def _claim(self) -> bool:
+        state = self._state
+        if state == _LIVE:
+            self._race.decide(self)
+        elif state == _WITHDRAWN:
+            return False
+        elif state == _WON:
+            raise spent_error(self)
+        self._state = _WON
+        return True
+
+    def is_cancelled(self) -> bool:
+        return self._state == _WITHDRAWN
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        if not callable(callback):
+            raise TypeError(f"on_cancel() takes a callable, not {callback!r}")
+        if self._state == _WITHDRAWN:
+            callback()
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def shield(self) -> None:
+        if self._state == _LIVE:
+            self._race.decide(self)
+            self._state = _COMMITTED
+            self._race.k.shield()
+
+    def withdraw(self) -> None:
+        if self._state != _LIVE:
+            return
+        self._state = _WITHDRAWN
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback()
+
+
+def _start(
+    operations: tuple[Operation[Any], ...], k: AnsweringContinuation[Any, tuple[int, Any], Any]
+) -> None:
+    _Race(k).start(operations)
+
+
+@overload
+async def first_of(op1: Operation[T1], op2: Operation[T2], /) -> tuple[int, T1 | T2]: ...
+@overload
+async def first_of(
+    op1: Operation[T1], op2: Operation[T2], op3: Operation[T3], /
+) -> tuple[int, T1 | T2 | T3]: ...
+@overload
+async def first_of(*operations: Operation[T]) -> tuple[int, T]: ...
+async def first_of(*operations: Operation[Any]) -> tuple[int, Any]:
+    """Start every operation, wait for the first to complete, withdraw the rest.
+
+    An operation is a function that takes a continuation and resumes it
+    when done: what you would pass to :func:`dneio.shift`, such as
+    ``channel.receive_cb``, ``event.wait_cb`` or ``partial(queue.request_cb,
+    value)``.  Returns ``(index, value)`` for the first one to complete, or
+    raises the exception it completed with.
+
+    The operations are started in order; if one completes while being
+    started, the later ones are not started at all.  The others are
+    withdrawn the moment one completes, the way a cancelled task withdraws:
+    a withdrawn receive takes no item, a withdrawn send puts none in, a
+    withdrawn request is taken back (or, if a server already took it, the
+    server's reply is refused with :class:`RequestCancelledError`).  So
+    nothing an operation would have delivered is lost.
+    """
+    if not operations:
+        raise ValueError("first_of() needs at least one operation")
+    for operation in operations:
+        if not callable(operation):
+            raise TypeError(
+                f"first_of() takes operations (functions that accept a continuation, "
+                f"like channel.receive_cb), not {operation!r}"
+            )
+    return await shift(partial(_start, operations))

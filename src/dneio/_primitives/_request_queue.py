@@ -1,0 +1,220 @@
+"""``RequestQueue``: tasks send requests, a server takes them and replies to each."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+from .._core._continuation import AnsweringContinuation, Continuation
+from .._core._driver import NativeContinuation
+from .._core._shift import shift
+from ._errors import ClosedError
+from ._waiters import Waiters, wake_all
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+_never_cancelled = AnsweringContinuation.is_cancelled
+
+
+class RequestCancelledError(RuntimeError):
+    """A reply was refused: the requester was cancelled after its request was taken.
+
+    ``value`` holds what the reply carried (the value sent, or the exception
+    thrown), so the server can undo or reuse it.
+    """
+
+    def __init__(self, message: str, value: object) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class Reply(AnsweringContinuation[Any, Out, Any]):
+    """The continuation of a requester, as its server sees it.
+
+    It resumes the requester like the requester's own continuation, except
+    that a reply to a requester cancelled in the meantime raises
+    :class:`RequestCancelledError` in the replier instead of vanishing.
+    Check :meth:`is_cancelled` first to avoid the error.
+    """
+
+    __slots__ = ("_k",)
+
+    def __init__(self, k: AnsweringContinuation[Any, Out, Any]) -> None:
+        self._k = k
+
+    def __repr__(self) -> str:
+        return f"<reply to {self._k!r}>"
+
+    def send(self, value: Out) -> Any:
+        if self._k.is_cancelled():
+            raise self._refused(value)
+        return self._k.send(value)
+
+    def throw(self, exc: BaseException) -> Any:
+        if self._k.is_cancelled():
+            raise self._refused(exc)
+        return self._k.throw(exc)
+
+    __call__ = send
+
+    def is_cancelled(self) -> bool:
+        return self._k.is_cancelled()
+
+    def on_cancel(self, callback: Any) -> None:
+        self._k.on_cancel(callback)
+
+    def shield(self) -> None:
+        self._k.shield()
+
+    def _refused(self, value: object) -> RequestCancelledError:
+        return RequestCancelledError(
+            f"the requester behind {self._k!r} was cancelled after its request was taken, "
+            "so this reply cannot be delivered; check k.is_cancelled() before replying, "
+            "or catch this error (its .value is the refused reply)",
+            value,
+        )
+
+
+def _reply_to(k: AnsweringContinuation[Any, Out, Any]) -> AnsweringContinuation[Any, Out, Any]:
+    # A continuation that can never be cancelled (native) needs no guard.
+    kind = type(k)
+    if kind is NativeContinuation or kind.is_cancelled is _never_cancelled:
+        return k
+    return Reply(k)
+
+
+class RequestQueue(Generic[In, Out]):
+    """A line of requests, each waiting for its own reply.
+
+    Requesters call :meth:`request` and wait for the reply.  A server takes
+    requests with :meth:`get_one`, :meth:`get_many` or :meth:`fetch_any`,
+    each paired with the requester's continuation, and replies by resuming
+    it (``k.send(reply)`` or ``k.throw(error)``).  Requests are handed out
+    in the order they were made.
+
+    Cancellation (trio, asyncio): a requester cancelled before its request
+    is taken withdraws it.  A receiver cancelled while waiting takes
+    nothing; the request goes to the next receiver.  A requester cancelled
+    after its request was taken shows as ``k.is_cancelled()`` to the server,
+    and replying to it raises :class:`RequestCancelledError` in the server.
+    """
+
+    __slots__ = ("_closed", "_receivers", "_requests")
+
+    def __init__(self) -> None:
+        self._requests: Waiters[In] = Waiters()
+        # Parked receivers; the payload says whether it wants a list (get_many).
+        self._receivers: Waiters[bool] = Waiters()
+        self._closed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed is not None else f"{len(self._requests)} pending"
+        return f"<RequestQueue {state}>"
+
+    # -- requesters -----------------------------------------------------------
+    def request(self, val: In) -> Coroutine[Any, Any, Out]:
+        """Send ``val`` and wait for the server's reply (or the error it throws).
+
+        Use as ``reply = await queue.request(val)``.
+        """
+        # Not an ``async def``: the awaitable of shift itself, one coroutine fewer.
+        return shift(partial(self.request_cb, val))
+
+    def request_cb(self, val: In, k: AnsweringContinuation[Any, Out, Any]) -> None:
+        """Make request ``val``; the reply resumes ``k``."""
+        if self._closed is not None:
+            k.throw(self._closed)
+            return
+        receiver = self._receivers.pop() if self._receivers._line else None
+        if receiver is None:
+            self._requests.push(k, val)
+            return
+        rk, many = receiver
+        item = (val, _reply_to(k))
+        rk.send([item] if many else item)
+
+    # -- servers ----------------------------------------------------------------
+    async def get_one(self) -> tuple[In, Continuation[Out]]:
+        """Wait for the next request; returns it with the continuation to reply on."""
+        line = self._requests._line
+        if line:
+            k, val = line[0]
+            if type(k) is NativeContinuation:
+                # The fast path: a native requester, never cancelled.
+                line.popleft()
+                return val, k
+        # Through shift even when a request is waiting: under a deferred host
+        # mode, a server that takes it at once must still line up behind the
+        # tasks woken before it.
+        return await shift(self.get_one_cb)
+
+    def get_one_cb(self, k: AnsweringContinuation[Any, tuple[In, Continuation[Out]], Any]) -> None:
+        """Resume ``k`` with the next request and its reply continuation."""
+        if self._closed is not None:
+            k.throw(self._closed)
+            return
+        entry = self._requests.pop() if self._requests._line else None
+        if entry is None:
+            self._receivers.push(k, False)
+        else:
+            rk, val = entry
+            k.send((val, _reply_to(rk)))
+
+    async def get_many(self) -> list[tuple[In, Continuation[Out]]]:
+        """Wait for at least one request; returns every request pending, in order."""
+        line = self._requests._line
+        if line and type(line[0][0]) is NativeContinuation:
+            # The fast path (see get_one); a host requester goes through shift.
+            return self.fetch_any()
+        return await shift(self.get_many_cb)
+
+    def get_many_cb(
+        self, k: AnsweringContinuation[Any, list[tuple[In, Continuation[Out]]], Any]
+    ) -> None:
+        """Resume ``k`` with a non-empty list of requests, once there is one."""
+        if self._closed is not None:
+            k.throw(self._closed)
+            return
+        pending = self._take_all()
+        if pending:
+            k.send(pending)
+        else:
+            self._receivers.push(k, True)
+
+    def fetch_any(self) -> list[tuple[In, Continuation[Out]]]:
+        """Every pending request, in order, without waiting (an empty list if none).
+
+        Raises the closing exception if the queue is closed.
+        """
+        if self._closed is not None:
+            raise self._closed
+        return self._take_all()
+
+    def _take_all(self) -> list[tuple[In, Continuation[Out]]]:
+        if not self._requests:
+            return []
+        return [(val, _reply_to(k)) for k, val in self._requests.pop_all()]
+
+    # -- closing ----------------------------------------------------------------
+    def close(self, exc: BaseException | None = None) -> None:
+        """Fail every waiting requester and receiver, and all later ones, with ``exc``.
+
+        ``exc`` defaults to :class:`ClosedError`.  Requests already taken by
+        a server are unaffected: it still owes them a reply.  Closing again
+        does nothing.
+        """
+        if self._closed is not None:
+            return
+        if exc is None:
+            exc = ClosedError("the RequestQueue was closed")
+        self._closed = exc
+        waiting: list[tuple[AnsweringContinuation[Any, Any, Any], Any]] = []
+        waiting += self._requests.pop_all()
+        waiting += self._receivers.pop_all()
+        wake_all(waiting, exc, is_exc=True)
+
+    def is_closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed is not None

@@ -1,0 +1,101 @@
+"""A first-in, first-out line of parked continuations that forgets cancelled ones."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+from .._core._continuation import AnsweringContinuation
+from .._core._driver import NativeContinuation
+
+_P = TypeVar("_P")
+
+#: Cancelled entries tolerated before the line is compacted (see ``_forget``).
+_COMPACT_AFTER = 16
+
+
+class Waiters(Generic[_P]):
+    """Continuations waiting their turn, each with a payload.
+
+    A continuation whose task is cancelled while it waits is skipped when
+    its turn comes, so it never receives (and never swallows) what was
+    meant for it.  Cancelled entries are dropped in bulk once they make up
+    half of the line, so a stream of cancelled waiters cannot grow it
+    without bound, and cancelling ``n`` waiters costs ``O(n)`` in total.
+    """
+
+    __slots__ = ("_dead", "_line")
+
+    def __init__(self) -> None:
+        self._line: deque[tuple[AnsweringContinuation[Any, Any, Any], _P]] = deque()
+        self._dead = 0
+
+    def __bool__(self) -> bool:
+        """True if some entry may be waiting (cancelled ones may still be counted)."""
+        return bool(self._line)
+
+    def __len__(self) -> int:
+        return sum(1 for k, _ in self._line if not k.is_cancelled())
+
+    def push(self, k: AnsweringContinuation[Any, Any, Any], payload: _P) -> None:
+        """Put ``k`` at the back of the line."""
+        self._line.append((k, payload))
+        if type(k) is not NativeContinuation:  # native ones are never cancelled
+            k.on_cancel(self._forget)
+
+    def pop(self) -> tuple[AnsweringContinuation[Any, Any, Any], _P] | None:
+        """Take the first entry whose continuation is not cancelled, or None."""
+        line = self._line
+        while line:
+            entry = line.popleft()
+            k = entry[0]
+            if type(k) is NativeContinuation or not k.is_cancelled():
+                return entry
+            if self._dead:
+                self._dead -= 1
+        return None
+
+    def pop_all(self) -> list[tuple[AnsweringContinuation[Any, Any, Any], _P]]:
+        """Take every entry that is not cancelled, in order."""
+        line = self._line
+        self._line = deque()
+        self._dead = 0
+        return [entry for entry in line if not entry[0].is_cancelled()]
+
+    def _forget(self) -> None:
+        self._dead += 1
+        line = self._line
+        if self._dead > _COMPACT_AFTER and 2 * self._dead > len(line):
+            self._line = deque(entry for entry in line if not entry[0].is_cancelled())
+            self._dead = 0
+
+
+def wake_all(
+    entries: list[tuple[AnsweringContinuation[Any, Any, Any], Any]],
+    value: Any,
+    is_exc: bool = False,
+) -> None:
+    """Resume each continuation in order with ``value`` (thrown if ``is_exc``).
+
+    A native coroutine's error surfaces in whoever resumes it.  Here that
+    must not stop the others from being woken, so the first such error is
+    raised once all are resumed (later ones are named in its notes).  A waiter
+    that merely lets the thrown ``value`` escape raises nothing here: that
+    is the expected end of a waiter told the primitive is closed.
+    """
+    first: BaseException | None = None
+    for k, _ in entries:
+        try:
+            if is_exc:
+                k.throw(value)
+            else:
+                k.send(value)
+        except BaseException as exc:
+            if is_exc and exc is value:
+                continue
+            if first is None:
+                first = exc
+            else:
+                first.add_note(f"another resumed coroutine also raised {exc!r}")
+    if first is not None:
+        raise first

@@ -1,0 +1,1 @@
+"""Programs run by ``python -m dneio``: the demo and the benchmark."""

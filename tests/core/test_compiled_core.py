@@ -1,0 +1,197 @@
+"""The optional compiled core, and the pure-Python twin that is its reference.
+
+The twin is complete: every program gives the same trace on both.  Both
+drivers live in one process (the twin's ``reset``, ``shift`` and
+continuation class can be used even where the compiled core is loaded), so
+hypothesis feeds the same generated programs to each, as the twin tests of
+yarl, multidict and frozenlist do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dneio
+import dneio.lowlevel
+from dneio._core import _driver, _driver_py, _impl
+
+PURE = bool(os.environ.get("DNEIO_PURE_PYTHON"))
+
+
+def test_the_expected_path_is_in_use() -> None:
+    if PURE:
+        assert _impl.compiled is None and _impl.CORE == "python"
+        assert _driver.NativeContinuation is _driver_py.NativeContinuation
+        assert dneio.reset is _driver_py.reset
+    else:
+        compiled = pytest.importorskip("dneio._core._driver_c")
+        assert _impl.CORE == "compiled"
+        assert dneio.shift is compiled.shift
+        assert issubclass(_driver.NativeContinuation, compiled.NativeCore)
+        assert isinstance(_impl.current_state(), compiled.ThreadState)
+    assert dneio.lowlevel.CORE == _impl.CORE
+
+
+def test_pure_python_path_can_be_forced() -> None:
+    code = (
+        "import dneio, dneio._core._driver as d, dneio._core._impl as i;"
+        "print(i.compiled is None, d.NativeContinuation is d._py.NativeContinuation)"
+    )
+    env = dict(os.environ, DNEIO_PURE_PYTHON="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "True"]
+
+
+@contextmanager
+def _twin() -> Iterator[tuple[Callable[..., Any], Callable[..., Any]]]:
+    """The pure-Python twin's reset and shift, its own continuations in use."""
+    saved = _driver_py.continuation_type
+    _driver_py.continuation_type = _driver_py.NativeContinuation
+    try:
+        yield _driver_py.reset, _driver_py.shift
+    finally:
+        _driver_py.continuation_type = saved
+
+
+# A program: workers, each a list of steps, then a schedule of resumptions.
+#   ("park", a)      shift(func) where func stores k and answers a
+#   ("early", v)     shift(func) where func resumes k with v at once
+#   ("fail",)        shift(func) where func raises before resuming k
+#   ("reset", j)     start worker j (if not started) from inside this one
+#   ("raise",)       raise an error out of the worker
+# The schedule resumes stored continuations: (worker, "send"/"throw"/"twice").
+_step = st.one_of(
+    st.tuples(st.just("park"), st.integers(0, 9)),
+    st.tuples(st.just("early"), st.integers(0, 9)),
+    st.tuples(st.just("fail")),
+    st.tuples(st.just("reset"), st.integers(0, 4)),
+    st.tuples(st.just("raise")),
+)
+_program = st.tuples(
+    st.lists(st.lists(_step, max_size=6), min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["send", "throw", "twice"])),
+             max_size=25),
+)
+
+
+def _run(program: Any, reset: Callable[..., Any], shift: Callable[..., Any]) -> list[Any]:
+    workers, schedule = program
+    log: list[Any] = []
+    ks: dict[int, Any] = {}
+    started: set[int] = set()
+
+    def start(j: int) -> None:
+        if j < len(workers) and j not in started:
+            started.add(j)
+            try:
+                log.append(("reset", j, reset(worker(j))))
+            except Exception as exc:
+                log.append(("reset raised", j, repr(exc)))
+
+    async def worker(i: int) -> int:
+        for n, step in enumerate(workers[i]):
+            try:
+                if step[0] == "park":
+                    got = await shift(lambda k, a=step[1]: (ks.__setitem__(i, k), a)[1])
+                elif step[0] == "early":
+                    got = await shift(lambda k, v=step[1]: k.send(v))
+                elif step[0] == "fail":
+                    got = await shift(lambda k: 1 / 0)
+                elif step[0] == "reset":
+                    start(step[1])
+                    got = "started"
+                else:
+                    raise KeyError(i)
+                log.append((i, n, got))
+            except ZeroDivisionError:
+                log.append((i, n, "func failed"))
+            except ValueError as exc:
+                log.append((i, n, "thrown", str(exc)))
+        return i
+
+    start(0)
+    for j in range(len(workers)):
+        start(j)
+    for i, how in schedule:
+        k = ks.pop(i, None)
+        if k is None:
+            continue
+        try:
+            if how == "throw":
+                log.append(("answer", i, k.throw(ValueError(f"to {i}"))))
+            else:
+                log.append(("answer", i, k.send(("v", i))))
+                if how == "twice":
+                    k.send("again")
+        except dneio.ContinuationSpentError:
+            log.append(("spent", i))
+        except Exception as exc:
+            log.append(("resume raised", i, repr(exc)))
+    return log
+
+
+@settings(max_examples=300, deadline=None)
+@given(_program)
+def test_both_drivers_agree_on_generated_programs(program: Any) -> None:
+    with _twin() as (twin_reset, twin_shift):
+        reference = _run(program, twin_reset, twin_shift)
+    assert _run(program, dneio.reset, dneio.shift) == reference
+
+
+def test_both_paths_agree_in_separate_processes() -> None:
+    """One fixed program, run with the path chosen at start-up each way."""
+    program = r"""
+import dneio
+import dneio.lowlevel
+from dneio import reset, shift
+
+log = []
+ks = {}
+
+async def worker(i):
+    try:
+        for r in range(3):
+            v = await shift(lambda k: ks.__setitem__(i, k) or ("answer", i))
+            log.append((i, r, v))
+        await shift(lambda k: 1 / 0)
+    except ZeroDivisionError:
+        log.append((i, "caught"))
+    return i * 10
+
+for i in range(4):
+    log.append(reset(worker(i)))
+for r in range(3):
+    for i in reversed(range(4)):
+        log.append(ks.pop(i).send((r, i)))
+k = None
+async def once():
+    global k
+    await shift(lambda c: globals().__setitem__("k", c))
+reset(once())
+k.send(None)
+try:
+    k.send(None)
+except RuntimeError as e:
+    log.append(type(e).__name__)
+print(log)
+"""
+    outputs = []
+    for pure in ("", "1"):
+        env = dict(os.environ, DNEIO_PURE_PYTHON=pure)
+        out = subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.append(out.stdout)
+    assert outputs[0] == outputs[1]
+    assert "ContinuationSpentError" in outputs[0]

@@ -1,0 +1,231 @@
+"""Races, failing callbacks and other ways a continuation can be misused."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dneio import ContinuationDropped, shift
+from dneio._hosts import _parking as hc
+from dneio.testing import ALL_RUNNERS, Harness
+
+HOSTS = pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if n != "native"))
+
+
+def _slow_claim_tracer() -> Any:
+    """A tracer that pauses a thread inside the claim, so the other one races it."""
+    code = hc.Slot.resume.__code__
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == code.co_firstlineno + 4:
+            time.sleep(0.02)
+        return local
+
+    def global_(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    return global_
+
+
+@HOSTS
+def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        parked: list[Any] = []
+        got: list[Any] = []
+
+        async def waiter() -> None:
+            got.append(await shift(parked.append))
+
+        t = h.spawn(waiter)
+        await h.settle()
+        outcomes: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def racer(value: str) -> None:
+            sys.settrace(_slow_claim_tracer())
+            barrier.wait()
+            try:
+                parked[0].send(value)
+                outcomes.append("sent")
+            except RuntimeError:
+                outcomes.append("refused")
+            finally:
+                sys.settrace(None)
+
+        threads = [threading.Thread(target=racer, args=(v,)) for v in "xy"]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for _ in range(50):
+            await h.settle()
+            if t.done:
+                break
+            await _sleep(h, 0.01)
+        t.get()
+        return sorted(outcomes), len(got)
+
+    assert dneio_runner.run(main) == (["refused", "sent"], 1)
+
+
+@HOSTS
+def test_failing_cancel_callback_is_reported_and_cancellation_goes_on(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: reported.append(args.exc_value))
+
+    async def main(h: Harness) -> Any:
+        if h.base == "asyncio":
+            import asyncio
+
+            asyncio.get_running_loop().set_exception_handler(
+                lambda loop, ctx: reported.append(ctx["exception"])
+            )
+        parked: list[Any] = []
+        log: list[str] = []
+
+        async def waiter() -> None:
+            await shift(parked.append)
+
+        t = h.spawn(waiter)
+        await h.settle()
+        parked[0].on_cancel(lambda: 1 / 0)
+        parked[0].on_cancel(lambda: log.append("second callback"))
+        t.cancel()
+        await h.settle()
+        assert t.done and t.cancelled
+        return log
+
+    assert dneio_runner.run(main) == ["second callback"]
+    assert [type(e) for e in reported] == [ZeroDivisionError]
+
+
+@HOSTS
+def test_dropped_continuation_noticed_even_if_its_callbacks_refer_to_it(
+    dneio_runner: Harness,
+) -> None:
+    async def main(h: Harness) -> Any:
+        async def waiter() -> None:
+            def func(k: Any) -> None:
+                k.on_cancel(lambda: print("never", k))
+
+            await shift(func)
+
+        t = h.spawn(waiter)
+        await h.settle()
+        gc.collect()
+        for _ in range(20):
+            await h.settle()
+            if t.done:
+                break
+            await _sleep(h, 0.01)
+        with pytest.raises(ContinuationDropped):
+            t.get()
+        return "ok"
+
+    assert dneio_runner.run(main) == "ok"
+
+
+@pytest.mark.dneio_runners("asyncio", "asyncio-pytask", "uvloop", "asyncio-deferred")
+def test_late_cancellation_stays_inside_the_timeout_that_asked_for_it(
+    dneio_runner: Harness,
+) -> None:
+    """A shielded wait outlives its timeout: the value arrives, nothing leaks past the block."""
+    import asyncio
+
+    async def main(h: Harness) -> Any:
+        box: list[Any] = []
+
+        def park_shielded(k: Any) -> None:
+            k.shield()
+            box.append(k)
+
+        async def resume_later() -> None:
+            await asyncio.sleep(0.03)
+            box[-1].send("value")
+
+        h.spawn(resume_later)
+        async with asyncio.timeout(0.01):
+            got = await shift(park_shielded)
+        await asyncio.sleep(0.01)  # no stray CancelledError here
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+
+        async def shielded_op() -> Any:
+            h.spawn(resume_later)
+            return await shift(park_shielded)
+
+        # wait_for gives the shielded operation's value, not a TimeoutError.
+        got2 = await asyncio.wait_for(shielded_op(), 0.01)
+        return got, got2
+
+    assert dneio_runner.run(main) == ("value", "value")
+
+
+@pytest.mark.dneio_runners("asyncio-deferred")
+def test_deferred_wake_bookkeeping_does_not_keep_loops_alive(dneio_runner: Harness) -> None:
+    from dneio._hosts._asyncio import _runner as _asyncio_runner
+
+    async def main(h: Harness) -> None:
+        parked: list[Any] = []
+
+        async def waiter() -> None:
+            await shift(parked.append)
+
+        h.spawn(waiter)
+        await h.settle()
+        parked[0].send(None)
+        await h.settle()
+
+    for _ in range(5):
+        dneio_runner.run(main)
+    assert _asyncio_runner._deferred_wakes == {}
+
+
+async def _sleep(h: Harness, seconds: float) -> None:
+    if h.base == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
+
+def test_errors_of_queued_resumptions_are_all_reported() -> None:
+    from dneio._core._queue import ThreadState, drain
+
+    class Failing:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def _deliver(self, st: Any, is_exc: bool, value: Any) -> None:
+            raise KeyError(self.i)
+
+    st = ThreadState()
+    for i in range(3):
+        st.queue.append((Failing(i), False, None))
+    with pytest.raises(KeyError) as info:
+        drain(st)
+    assert info.value.args == (0,)
+    assert info.value.__notes__ == [
+        "a queued resumption raised too: KeyError(1)",
+        "a queued resumption raised too: KeyError(2)",
+    ]
+    assert not st.queue and st.depth == 0
+
+    # Already failing: the queued errors become notes of the error in flight.
+    for i in range(15):
+        st.queue.append((Failing(i), False, None))
+    in_flight = ValueError("in flight")
+    drain(st, in_flight)
+    notes = in_flight.__notes__
+    assert len(notes) == 11 and notes[0].endswith("KeyError(0)")
+    assert notes[-1] == "... and 5 more queued resumptions raised"

@@ -1,0 +1,341 @@
+"""RequestQueue: order, replies, get_many/fetch_any, close, and cancellation on every runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dneio import (
+    ClosedError,
+    Continuation,
+    RequestCancelledError,
+    RequestQueue,
+    reset,
+)
+from dneio.testing import Harness
+
+
+def needs_cancellation(dneio_runner: Harness) -> None:
+    if not dneio_runner.cancellable:
+        pytest.skip("native coroutines cannot be cancelled")
+
+
+async def spawn_each(h: Harness, fn: Any, args: Any) -> list[Any]:
+    """Spawn one task per argument, each parked before the next starts (trio starts
+    new tasks in random order)."""
+    handles = []
+    for arg in args:
+        handles.append(h.spawn(fn, arg))
+        await h.settle()
+    return handles
+
+
+async def serve(q: RequestQueue[int, int], count: int) -> list[int]:
+    seen = []
+    for _ in range(count):
+        val, k = await q.get_one()
+        seen.append(val)
+        k.send(val * 10)
+    return seen
+
+
+def test_requests_are_served_in_order(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> tuple[list[int], list[int]]:
+        q: RequestQueue[int, int] = RequestQueue()
+        requesters = await spawn_each(h, q.request, range(6))
+        server = h.spawn(serve, q, 6)
+        await h.settle()
+        return server.get(), [r.get() for r in requesters]
+
+    assert dneio_runner.run(main) == ([0, 1, 2, 3, 4, 5], [0, 10, 20, 30, 40, 50])
+
+
+def test_server_waiting_first(dneio_runner: Harness) -> None:
+    seen: list[int] = []
+
+    async def main(h: Harness) -> list[int]:
+        q: RequestQueue[int, int] = RequestQueue()
+
+        async def server() -> None:
+            while True:
+                try:
+                    val, k = await q.get_one()
+                except ClosedError:
+                    return
+                seen.append(val)
+                k.send(val * 10)
+
+        h.spawn(server)
+        await h.settle()
+        replies = [await q.request(i) for i in (7, 8, 9)]
+        q.close()
+        return replies
+
+    assert dneio_runner.run(main) == [70, 80, 90]
+    assert seen == [7, 8, 9]
+
+
+def test_worker_started_with_reset_replies_to_tasks(dneio_runner: Harness) -> None:
+    class Doubler:
+        def __init__(self) -> None:
+            self.q: RequestQueue[int, int] = RequestQueue()
+            reset(self._run())
+
+        async def _run(self) -> None:
+            while True:
+                try:
+                    val, k = await self.q.get_one()
+                except ClosedError:
+                    return
+                k.send(2 * val)
+
+    async def main(h: Harness) -> list[int]:
+        d = Doubler()
+        tasks = await spawn_each(h, d.q.request, range(4))
+        await h.settle()
+        result = [t.get() for t in tasks] + [await d.q.request(21)]
+        d.q.close()
+        return result
+
+    assert dneio_runner.run(main) == [0, 2, 4, 6, 42]
+
+
+def test_server_throws_an_error_to_the_requester(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> str:
+        q: RequestQueue[int, int] = RequestQueue()
+
+        async def server() -> None:
+            _, k = await q.get_one()
+            k.throw(KeyError("no such thing"))
+
+        h.spawn(server)
+        with pytest.raises(KeyError, match="no such thing"):
+            await q.request(1)
+        return "ok"
+
+    assert dneio_runner.run(main) == "ok"
+
+
+def test_get_many_waits_for_one_then_takes_all_pending(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> tuple[list[list[int]], list[int]]:
+        q: RequestQueue[int, int] = RequestQueue()
+        batches: list[list[int]] = []
+
+        async def server() -> None:
+            while sum(map(len, batches)) < 4:
+                batch = await q.get_many()
+                batches.append([v for v, _ in batch])
+                for v, k in batch:
+                    k.send(-v)
+
+        h.spawn(server)
+        await h.settle()
+        assert batches == []
+        requesters = await spawn_each(h, q.request, (1, 2))
+        requesters += [h.spawn(q.request, 3), h.spawn(q.request, 4)]
+        await h.settle()
+        return batches, [r.get() for r in requesters]
+
+    batches, replies = dneio_runner.run(main)
+    assert batches[:2] == [[1], [2]]
+    assert sorted(v for b in batches[2:] for v in b) == [3, 4]
+    assert all(batches)
+    assert replies == [-1, -2, -3, -4]
+
+
+def test_get_many_returns_every_pending_request_at_once(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> tuple[list[int], list[int]]:
+        q: RequestQueue[int, int] = RequestQueue()
+        requesters = await spawn_each(h, q.request, range(5))
+        await h.settle()
+        batch = await q.get_many()
+        for v, k in batch:
+            k.send(v + 100)
+        await h.settle()
+        return [v for v, _ in batch], [r.get() for r in requesters]
+
+    assert dneio_runner.run(main) == ([0, 1, 2, 3, 4], [100, 101, 102, 103, 104])
+
+
+def test_fetch_any_does_not_wait(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> tuple[list[Any], list[int], list[int]]:
+        q: RequestQueue[str, str] = RequestQueue()
+        empty = q.fetch_any()
+        requesters = await spawn_each(h, q.request, "abc")
+        await h.settle()
+        pending = q.fetch_any()
+        for v, k in pending:
+            k.send(v.upper())
+        await h.settle()
+        return empty, [v for v, _ in pending], [r.get() for r in requesters]
+
+    assert dneio_runner.run(main) == ([], ["a", "b", "c"], ["A", "B", "C"])
+
+
+def test_close_fails_waiting_and_later_requesters_and_receivers(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> list[str]:
+        q: RequestQueue[int, int] = RequestQueue()
+        requester = h.spawn(q.request, 1)
+        await h.settle()
+        other: RequestQueue[int, int] = RequestQueue()
+        receiver = h.spawn(other.get_one)
+        many = h.spawn(other.get_many)
+        await h.settle()
+        boom = OSError("gone")
+        q.close(boom)
+        other.close()
+        await h.settle()
+        out = []
+        for handle in (requester, receiver, many):
+            with pytest.raises((OSError, ClosedError)) as info:
+                handle.get()
+            out.append(type(info.value).__name__)
+        with pytest.raises(OSError):
+            await q.request(2)
+        with pytest.raises(OSError):
+            await q.get_one()
+        with pytest.raises(OSError):
+            q.fetch_any()
+        with pytest.raises(ClosedError):
+            await other.get_many()
+        assert q.is_closed()
+        q.close(ValueError("ignored: already closed"))
+        with pytest.raises(OSError):
+            await q.request(3)
+        return out
+
+    assert dneio_runner.run(main) == ["OSError", "ClosedError", "ClosedError"]
+
+
+def test_a_taken_request_survives_close(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> int:
+        q: RequestQueue[int, int] = RequestQueue()
+        requester = h.spawn(q.request, 5)
+        await h.settle()
+        val, k = await q.get_one()
+        q.close()
+        k.send(val + 1)
+        await h.settle()
+        return requester.get()  # type: ignore[no-any-return]
+
+    assert dneio_runner.run(main) == 6
+
+
+# -- cancellation -------------------------------------------------------------------
+
+
+def test_cancelled_receiver_does_not_swallow_a_request(dneio_runner: Harness) -> None:
+    needs_cancellation(dneio_runner)
+
+    async def main(h: Harness) -> tuple[bool, bool, Any]:
+        q: RequestQueue[int, int] = RequestQueue()
+        doomed = h.spawn(q.get_one)
+        doomed_many = h.spawn(q.get_many)
+        await h.settle()
+        doomed.cancel()
+        doomed_many.cancel()
+        await h.settle()
+        requester = h.spawn(q.request, 3)
+        await h.settle()
+        val, k = await q.get_one()
+        k.send(val * 3)
+        await h.settle()
+        return doomed.cancelled, doomed_many.cancelled, requester.get()
+
+    assert dneio_runner.run(main) == (True, True, 9)
+
+
+def test_requester_cancelled_before_its_request_is_taken_withdraws_it(
+    dneio_runner: Harness,
+) -> None:
+    needs_cancellation(dneio_runner)
+
+    async def main(h: Harness) -> tuple[bool, list[int], int]:
+        q: RequestQueue[int, int] = RequestQueue()
+        first, second, third = await spawn_each(h, q.request, (1, 2, 3))
+        await h.settle()
+        second.cancel()
+        await h.settle()
+        pending = q.fetch_any()
+        for v, k in pending:
+            k.send(v)
+        await h.settle()
+        assert (first.get(), third.get()) == (1, 3)
+        return second.cancelled, [v for v, _ in pending], len(q.fetch_any())
+
+    assert dneio_runner.run(main) == (True, [1, 3], 0)
+
+
+def test_replying_to_a_requester_cancelled_after_take_is_refused_loudly(
+    dneio_runner: Harness,
+) -> None:
+    needs_cancellation(dneio_runner)
+
+    async def main(h: Harness) -> tuple[bool, bool, Any, bool]:
+        q: RequestQueue[int, str] = RequestQueue()
+        requester = h.spawn(q.request, 1)
+        await h.settle()
+        _, k = await q.get_one()
+        before = k.is_cancelled()
+        requester.cancel()
+        await h.settle()
+        with pytest.raises(RequestCancelledError) as info:
+            k.send("late reply")
+        with pytest.raises(RequestCancelledError):
+            k.throw(ValueError("late error"))
+        return before, k.is_cancelled(), info.value.value, requester.cancelled
+
+    assert dneio_runner.run(main) == (False, True, "late reply", True)
+
+
+def test_many_cancelled_requesters_are_forgotten(dneio_runner: Harness) -> None:
+    needs_cancellation(dneio_runner)
+
+    async def main(h: Harness) -> list[int]:
+        q: RequestQueue[int, int] = RequestQueue()
+        handles = await spawn_each(h, q.request, range(100))
+        await h.settle()
+        for i, handle in enumerate(handles):
+            if i % 10:
+                handle.cancel()
+        await h.settle()
+        served = []
+        for v, k in q.fetch_any():
+            served.append(v)
+            k.send(v)
+        await h.settle()
+        assert len(q._requests._line) == 0
+        return served
+
+    assert dneio_runner.run(main) == list(range(0, 100, 10))
+
+
+def test_reply_is_the_plain_continuation_for_native_requesters() -> None:
+    q: RequestQueue[int, int] = RequestQueue()
+    got: list[Any] = []
+
+    async def requester() -> None:
+        got.append(await q.request(4))
+
+    reset(requester())
+    [(val, k)] = q.fetch_any()
+    assert type(k).__name__ == "NativeContinuation"
+    k.send(val + 1)
+    assert got == [5]
+
+
+def test_reply_continuation_type_checks() -> None:
+    def reply(k: Continuation[int]) -> None:
+        k.send(1)
+
+    q: RequestQueue[str, int] = RequestQueue()
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await q.request("x"))
+
+    reset(requester())
+    [(_, k)] = q.fetch_any()
+    reply(k)
+    assert got == [1]

@@ -1,0 +1,117 @@
+"""The pytest plugin acts only on tests that opt in, under names of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from dneio.testing import ALL_RUNNERS
+
+pytest_plugins = ["pytester"]
+
+
+def test_a_foreign_runner_fixture_is_left_alone(pytester: pytest.Pytester) -> None:
+    # click and typer users call their CliRunner fixture ``runner``.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        class CliRunner:
+            def invoke(self):
+                return "invoked"
+
+        @pytest.fixture
+        def runner():
+            return CliRunner()
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_cli(runner):
+            assert runner.invoke() == "invoked"
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*test_cli[[]*")
+
+
+def test_tests_that_ask_run_once_per_runner(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import dneio
+
+        def test_everywhere(dneio_runner):
+            async def main(h):
+                return await dneio.shift(lambda k: k.send(h.name))
+            assert dneio_runner.run(main) == dneio_runner.name
+
+        def test_untouched():
+            pass
+        """
+    )
+    result = pytester.runpytest("-v", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == len(ALL_RUNNERS) + 1
+    for name in ALL_RUNNERS:
+        result.stdout.fnmatch_lines([f"*test_everywhere[[]{name}[]]*"])
+    result.stdout.fnmatch_lines(["*test_untouched PASSED*"])
+
+
+def test_marker_and_option_restrict_the_runners(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.dneio_runners("native", "asyncio")
+        def test_some(dneio_runner):
+            pass
+
+        def test_all(dneio_runner):
+            pass
+        """
+    )
+    result = pytester.runpytest("-v", "--dneio-runners=native,trio")
+    result.assert_outcomes(passed=3, deselected=len(ALL_RUNNERS) * 2 - 3)
+    result.stdout.fnmatch_lines(["*test_some[[]native[]]*"])
+    result.stdout.no_fnmatch_line("*test_some[[]trio[]]*")
+    result = pytester.runpytest("--dneio-runners=native,nonesuch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown runner*nonesuch*"])
+
+
+def test_a_projects_own_dneio_runner_fixture_wins(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(params=["mine-a", "mine-b"])
+        def dneio_runner(request):
+            return request.param
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_own(dneio_runner):
+            assert dneio_runner.startswith("mine-")
+        """
+    )
+    result = pytester.runpytest("-v", "--dneio-runners=native")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_runners_marker_of_another_plugin_is_not_read(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmarkers =\n    runners: another plugin's marker\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.runners("something-else")
+        def test_marked(dneio_runner):
+            pass
+        """
+    )
+    result = pytester.runpytest("--dneio-runners=native")
+    result.assert_outcomes(passed=1, deselected=len(ALL_RUNNERS) - 1)
