@@ -1,4 +1,8 @@
-"""The core names, where code written against the original ``dneio.core`` looks for them."""
+"""A compatibility module: the names code written against the original ``dneio.core`` imports.
+
+The engine itself lives in ``dneio._core``; everything here is re-exported
+from ``dneio`` as well, except the trio wait-readable helpers.
+"""
 
 from ._core._continuation import AnsweringContinuation, Continuation
 from ._core._driver import reset
