@@ -15,6 +15,7 @@ by default).  It exits with status 1 if any echo came back wrong.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import socket
 import sys
 import time
@@ -170,6 +171,9 @@ RUNNERS = {"native": on_native, "asyncio": on_asyncio, "trio": on_trio}
 def main(names: list[str]) -> int:
     failed = False
     for name in names or list(RUNNERS):
+        if name != "native" and importlib.util.find_spec(name) is None:
+            print(f"{name:8} skipped: {name} is not installed")
+            continue
         start = time.perf_counter()
         echoed, in_order = RUNNERS[name]()
         ok = echoed == 4 * 50 and in_order

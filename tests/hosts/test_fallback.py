@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,14 +16,28 @@ from dneio._hosts._asyncio import _internals as _asyncio_internals
 from dneio._hosts._trio import _internals as _trio_internals
 from dneio.testing import Harness
 
+HAVE_TRIO = importlib.util.find_spec("trio") is not None
+needs_trio = pytest.mark.skipif(not HAVE_TRIO, reason="trio is not installed")
 
-def test_installed_trio_and_asyncio_pass_their_guards() -> None:
-    assert _trio_internals.check(), _trio_internals.problem
+
+def test_installed_asyncio_passes_its_guard() -> None:
     assert _asyncio_internals.check(), _asyncio_internals.problem
-    assert get_runner("trio").mode() == "synchronous"
     assert get_runner("asyncio").mode() == "synchronous"
 
 
+@needs_trio
+def test_installed_trio_passes_its_guard() -> None:
+    assert _trio_internals.check(), _trio_internals.problem
+    assert get_runner("trio").mode() == "synchronous"
+
+
+@pytest.mark.skipif(HAVE_TRIO, reason="trio is installed")
+def test_without_trio_the_trio_host_says_how_to_get_it() -> None:
+    with pytest.raises(RuntimeError, match=r"pip install 'dneio\[trio\]'"):
+        get_runner("trio")
+
+
+@needs_trio
 def test_trio_guard_notices_a_changed_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     from dneio._hosts._trio._runner import TrioRunner
 
@@ -38,6 +53,7 @@ def test_trio_guard_notices_a_changed_run_loop(monkeypatch: pytest.MonkeyPatch) 
         runner.set_mode("synchronous")
 
 
+@needs_trio
 def test_trio_guard_notices_missing_source(monkeypatch: pytest.MonkeyPatch) -> None:
     import inspect
 
@@ -49,6 +65,7 @@ def test_trio_guard_notices_missing_source(monkeypatch: pytest.MonkeyPatch) -> N
     assert "cannot read" in _trio_internals.problem
 
 
+@needs_trio
 def test_trio_guard_notices_missing_task_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         _trio_internals,
@@ -76,12 +93,12 @@ def test_asyncio_guard_notices_misbehaving_functions(monkeypatch: pytest.MonkeyP
 
 def test_set_mode_rejects_unknown_modes() -> None:
     with pytest.raises(ValueError, match="synchronous' or 'deferred"):
-        get_runner("trio").set_mode("fast")
+        get_runner("asyncio").set_mode("fast")
     with pytest.raises(ValueError, match="unknown runner"):
         get_runner("curio")
 
 
-@pytest.mark.parametrize("name", ["trio", "asyncio"])
+@pytest.mark.parametrize("name", [pytest.param("trio", marks=needs_trio), "asyncio"])
 def test_environment_variable_forces_deferred_mode(name: str) -> None:
     env = dict(os.environ, **{f"DNEIO_{name.upper()}_MODE": "deferred"})
     code = f"from dneio._core._registry import get_runner; print(get_runner({name!r}).mode())"
@@ -114,6 +131,7 @@ def test_deferred_mode_resumes_later_but_in_order(dneio_runner: Harness) -> None
     assert log == list(range(20))
 
 
+@needs_trio
 def test_lowlevel_reports_and_sets_modes() -> None:
     from dneio import lowlevel
 

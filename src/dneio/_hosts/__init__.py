@@ -14,6 +14,12 @@ from .._core import _driver, _registry
 
 
 def _trio() -> Any:
+    try:
+        import trio  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(
+            "the trio host needs trio, which is not installed: pip install 'dneio[trio]'"
+        ) from exc
     from ._trio._runner import RUNNER
 
     return RUNNER
