@@ -12,6 +12,15 @@ TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial.md"
 
 def test_tutorial_blocks_run_in_order() -> None:
     pytest.importorskip("trio")
+    pytest.importorskip("twisted")
+    from dneio.testing import fresh_reactor
+
+    # The page runs a reactor, as a program does: give it one of its own.
+    with fresh_reactor():
+        _run_blocks()
+
+
+def _run_blocks() -> None:
     text = TUTORIAL.read_text()
     blocks = re.findall(r"^```python\n(.*?)^```$", text, re.S | re.M)
     assert len(blocks) >= 10, "the tutorial lost its examples"

@@ -1,7 +1,7 @@
 """``python -m dneio bench``: dneio against its baselines, measured in one process.
 
-Each case pairs a dneio operation with the plain-Python, trio or asyncio
-operation it stands in for.  The variants of a case run interleaved, round
+Each case pairs a dneio operation with the plain-Python, trio, asyncio or
+Twisted operation it stands in for.  The variants of a case run interleaved, round
 after round, and each keeps its best (lowest) figure, so a noisy machine
 slows both sides of a ratio alike.  The goals are those of the project's
 specification; they are reported here, never asserted by the test suite.
@@ -214,6 +214,71 @@ def _asyncio_queue_ping_pong(n: int) -> float:
 
     result: float = _run_asyncio(main)
     return result
+
+
+def _run_reactor(main: Callable[[], float]) -> float:
+    """Run ``main`` inside a fresh Twisted reactor (installed for the run) and return its result."""
+    from .testing import fresh_reactor
+
+    out: list[float] = []
+    with fresh_reactor() as reactor:
+
+        def go() -> None:
+            try:
+                out.append(main())
+            finally:
+                reactor.stop()
+
+        reactor.callWhenRunning(go)
+        reactor.run(installSignalHandlers=False)
+    if not out:
+        raise RuntimeError("the Twisted case did not run")
+    return out[0]
+
+
+def _twisted_request(n: int) -> float:
+    from twisted.internet.defer import Deferred
+
+    def main() -> float:
+        queue = _api("RequestQueue")()
+        reset(_echo_server(queue))
+        start = time.perf_counter()
+        done = Deferred.fromCoroutine(_requester(queue, n))
+        elapsed = time.perf_counter() - start
+        if not done.called:
+            raise RuntimeError("the Twisted requester did not finish")
+        return elapsed
+
+    return _run_reactor(main)
+
+
+def _twisted_deferred_ping_pong(n: int) -> float:
+    """What a Twisted user writes instead: a DeferredQueue of requests, a Deferred per reply."""
+    from twisted.internet.defer import Deferred, DeferredQueue
+
+    def main() -> float:
+        requests: DeferredQueue[tuple[int, Deferred[int]]] = DeferredQueue()
+
+        async def server() -> None:
+            while True:
+                value, reply = await requests.get()
+                reply.callback(value)
+
+        async def client() -> None:
+            for i in range(n):
+                reply: Deferred[int] = Deferred()
+                requests.put((i, reply))
+                await reply
+
+        Deferred.fromCoroutine(server())
+        start = time.perf_counter()
+        done = Deferred.fromCoroutine(client())
+        elapsed = time.perf_counter() - start
+        if not done.called:
+            raise RuntimeError("the Twisted client did not finish")
+        return elapsed
+
+    return _run_reactor(main)
 
 
 def _trio_fan_out(make_event: Callable[[], Any]) -> Callable[[int], float]:
@@ -579,6 +644,23 @@ CASES: tuple[Case, ...] = (
             Variant("parked asyncio task", _asyncio_parked_memory, "baseline"),
         ),
     ),
+    # Last: once Twisted is loaded, a shift in an asyncio task also checks the
+    # stack for a Twisted coroutine stepped inside it (docs/guarantees.md).
+    Case(
+        name="request-twisted",
+        title="RequestQueue request/reply from a Twisted coroutine",
+        unit="ns/op",
+        max_ratio=1.0,
+        goal="no slower",
+        size=50_000,
+        quick_size=200,
+        scaling_sizes=_DECADES[:3],
+        variants=(
+            Variant("dneio request", _twisted_request, "dneio"),
+            Variant("Deferred per reply", _twisted_deferred_ping_pong, "baseline"),
+        ),
+        missing=_needs("RequestQueue", modules=["twisted"]),
+    ),
 )
 
 CASE_NAMES = tuple(case.name for case in CASES)
@@ -769,7 +851,7 @@ def environment() -> dict[str, Any]:
         "dneio": getattr(dneio, "__version__", None) or _version("dneio"),
         "core": "compiled" if COMPILED else "pure Python",
     }
-    for name in ("trio", "greenlet"):
+    for name in ("trio", "greenlet", "twisted"):
         info[name] = _version(name)
     for name in ("trio", "asyncio"):
         if name == "trio" and info["trio"] is None:

@@ -1,7 +1,8 @@
 """Run the same async test on every runner dneio supports.
 
 ``Harness`` hides the differences between the native runner, trio, asyncio,
-uvloop and anyio (on both of its backends): a test is an async function that
+uvloop, anyio (on both of its backends) and Twisted (on its default reactor
+and on its asyncio reactor): a test is an async function that
 receives the harness, starts concurrent tasks with :meth:`Harness.spawn`,
 lets them run until they block with :meth:`Harness.settle`, and cancels them
 with :meth:`TaskHandle.cancel`.  The pytest plugin (``dneio.pytest_plugin``)
@@ -10,8 +11,10 @@ provides it as the ``dneio_runner`` fixture.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from ._core._driver import reset
@@ -29,6 +32,8 @@ ALL_RUNNERS = (
     "anyio-trio",
     "trio-deferred",
     "asyncio-deferred",
+    "twisted",
+    "twisted-asyncio",
 )
 
 AsyncFn = Callable[..., Awaitable[Any]]
@@ -97,6 +102,8 @@ class Harness:
             "uvloop": "uvloop",
             "anyio-asyncio": "anyio",
             "anyio-trio": "anyio",
+            "twisted": "twisted",
+            "twisted-asyncio": "twisted",
         }.get(name)
         missing = [m for m in (needs, "trio" if name == "anyio-trio" else None) if m]
         for module in missing:
@@ -291,3 +298,122 @@ class Harness:
 
     def _run_anyio_trio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
         return self._run_anyio(fn, args, "trio")
+
+    def _run_twisted(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        """A fresh default reactor, installed for the duration of the run."""
+        return self._run_reactor(fn, args, on_asyncio=False)
+
+    def _run_twisted_asyncio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
+        """A fresh asyncio reactor (Twisted on an asyncio loop), installed for the run."""
+        return self._run_reactor(fn, args, on_asyncio=True)
+
+    def _run_reactor(self, fn: AsyncFn, args: tuple[Any, ...], on_asyncio: bool) -> Any:
+        from twisted.internet.defer import Deferred, DeferredList
+        from twisted.internet.task import deferLater
+
+        with fresh_reactor(on_asyncio) as reactor:
+            outcome: list[Any] = []
+
+            async def main() -> Any:
+                tasks: list[Deferred[None]] = []
+
+                def spawn(f: AsyncFn, a: tuple[Any, ...], handle: TaskHandle) -> None:
+                    d = Deferred.fromCoroutine(self._wrap(f, a, handle))
+                    # The handle keeps the outcome: the Deferred's error is not lost.
+                    d.addErrback(void)
+                    handle._cancel = d.cancel
+                    tasks.append(d)
+
+                async def settle() -> None:
+                    for _ in range(20):
+                        await deferLater(reactor, 0, lambda: None)
+
+                self._spawner, self._settle = spawn, settle
+                try:
+                    result = await fn(self, *args)
+                    if tasks:
+                        await DeferredList(list(tasks))
+                    return result
+                finally:
+                    self._spawner = self._settle = None
+                    for d in tasks:
+                        d.cancel()
+
+            def start() -> None:
+                d = Deferred.fromCoroutine(main())
+                d.addBoth(finish)
+
+            def finish(result: Any) -> None:
+                outcome.append(result)
+                reactor.stop()
+
+            # From the loop itself: the asyncio reactor calls the callWhenRunning
+            # functions before it starts its asyncio loop.
+            reactor.callWhenRunning(reactor.callLater, 0, start)
+            reactor.run(installSignalHandlers=False)
+        if not outcome:
+            raise NotFinished("the reactor stopped before the main coroutine finished")
+        from twisted.python.failure import Failure
+
+        result = outcome[0]
+        if isinstance(result, Failure):
+            error = result.value
+            assert error is not None
+            raise error
+        return result
+
+
+@contextlib.contextmanager
+def fresh_reactor(on_asyncio: bool = False) -> Iterator[Any]:
+    """Install a new Twisted reactor for the duration of the block, then remove it.
+
+    A Twisted reactor runs only once and is installed process-wide, so each
+    run gets its own: the default reactor (what ``twisted.internet.reactor``
+    would install), or the asyncio reactor on a new asyncio loop.  Whatever
+    reactor was installed before is put back afterwards.
+    """
+    import twisted.internet
+
+    missing = object()
+    before = sys.modules.pop("twisted.internet.reactor", None)
+    before_attr = twisted.internet.__dict__.pop("reactor", missing)
+    loop = None
+    try:
+        if on_asyncio:
+            import asyncio
+
+            from twisted.internet import asyncioreactor
+
+            loop = asyncio.new_event_loop()
+            asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
+        else:
+            from twisted.internet import default
+
+            default.install()
+        reactor = sys.modules["twisted.internet.reactor"]
+        try:
+            yield reactor
+        finally:
+            _close_reactor(reactor)
+    finally:
+        if loop is not None:
+            loop.close()
+        sys.modules.pop("twisted.internet.reactor", None)
+        twisted.internet.__dict__.pop("reactor", None)
+        if before is not None:
+            sys.modules["twisted.internet.reactor"] = before
+        if before_attr is not missing:
+            twisted.internet.reactor = before_attr
+
+
+def _close_reactor(reactor: Any) -> None:
+    """Close the file descriptors a stopped reactor keeps (its waker, its poller)."""
+    for reader in list(getattr(reactor, "_internalReaders", ())):
+        with contextlib.suppress(Exception):
+            reactor.removeReader(reader)
+        with contextlib.suppress(Exception):
+            reader.connectionLost(None)
+    poller = getattr(reactor, "_poller", None)
+    if poller is not None and hasattr(poller, "close"):
+        with contextlib.suppress(Exception):
+            poller.close()

@@ -17,6 +17,11 @@ async def _host_sleep(h: Harness, seconds: float) -> None:
         import trio
 
         await trio.sleep(seconds)
+    elif h.base == "twisted":
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
     else:
         import asyncio
 
@@ -67,6 +72,15 @@ def test_adopted_coroutine_keeps_cancel_scopes_working(dneio_runner: Harness) ->
                 with trio.move_on_after(0.01) as scope:
                     await trio.sleep(10)
                 log.append(f"moved on: {scope.cancelled_caught}")
+            elif h.base == "twisted":
+                from twisted.internet import defer, reactor
+                from twisted.internet.task import deferLater
+
+                try:
+                    nap = deferLater(reactor, 10, lambda: None)  # type: ignore[arg-type]
+                    await nap.addTimeout(0.01, reactor)  # type: ignore[arg-type]
+                except defer.TimeoutError:
+                    log.append("moved on: True")
             else:
                 import asyncio
 
@@ -108,6 +122,19 @@ def test_finally_blocks_run_when_adopted_coroutine_fails(dneio_runner: Harness) 
 
         with pytest.raises((trio.TrioInternalError, BaseExceptionGroup)):
             dneio_runner.run(main)
+    elif dneio_runner.base == "twisted":
+        # Twisted's own channel for errors nobody receives: its log.
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            assert dneio_runner.run(main) == ["finally"]
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        failures = [e for e in events if "log_failure" in e]
+        assert failures[0]["log_failure"].check(ZeroDivisionError)
+        assert "nobody received" in failures[0]["log_format"]
     else:
         import asyncio
 

@@ -56,11 +56,14 @@ def test_native_chain_inside_host_tasks(dneio_runner: Harness) -> None:
     "uvloop",
     "anyio-asyncio",
     "anyio-trio",
+    "twisted",
+    "twisted-asyncio",
 )
 def test_chain_of_host_tasks(dneio_runner: Harness) -> None:
     """Host tasks, each resuming the next from its own code, far past the nesting limit."""
-    # 100,000 tasks on plain trio and asyncio; the other flavours share their code paths.
-    n = CHAIN if dneio_runner.name in ("trio", "asyncio") else 3_000
+    # 100,000 tasks on plain trio, asyncio and Twisted; the other flavours share their
+    # code paths.
+    n = CHAIN if dneio_runner.name in ("trio", "asyncio", "twisted") else 3_000
 
     async def main(h: Harness) -> list[int]:
         order: list[int] = []

@@ -87,6 +87,15 @@ def test_failing_cancel_callback_is_reported_and_cancellation_goes_on(
             asyncio.get_running_loop().set_exception_handler(
                 lambda loop, ctx: reported.append(ctx["exception"])
             )
+        if h.base == "twisted":
+            from twisted.logger import globalLogPublisher
+
+            def observe(event: dict[str, Any]) -> None:
+                if "log_failure" in event:
+                    reported.append(event["log_failure"].value)
+
+            globalLogPublisher.addObserver(observe)
+            cleanups.append(lambda: globalLogPublisher.removeObserver(observe))
         parked: list[Any] = []
         log: list[str] = []
 
@@ -102,7 +111,12 @@ def test_failing_cancel_callback_is_reported_and_cancellation_goes_on(
         assert t.done and t.cancelled
         return log
 
-    assert dneio_runner.run(main) == ["second callback"]
+    cleanups: list[Any] = []
+    try:
+        assert dneio_runner.run(main) == ["second callback"]
+    finally:
+        for cleanup in cleanups:
+            cleanup()
     assert [type(e) for e in reported] == [ZeroDivisionError]
 
 
@@ -193,6 +207,11 @@ async def _sleep(h: Harness, seconds: float) -> None:
         import trio
 
         await trio.sleep(seconds)
+    elif h.base == "twisted":
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
     else:
         import asyncio
 

@@ -108,6 +108,11 @@ async def _sleep_a_little(h: Harness) -> None:
         import trio
 
         await trio.sleep(0.001)
+    elif h.base == "twisted":
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, 0.001, lambda: None)  # type: ignore[arg-type]
     else:
         import asyncio
 

@@ -472,7 +472,7 @@ def test_host_picks_the_running_loop(dneio_runner: Harness, selector: Selector) 
 
 
 def test_host_outside_any_runner() -> None:
-    with pytest.raises(RuntimeError, match="no trio or asyncio loop"):
+    with pytest.raises(RuntimeError, match="no trio, asyncio or Twisted loop"):
         host()
 
 

@@ -264,6 +264,12 @@ def test_future_start_of_a_host_awaitable_is_adopted(dneio_runner: Harness) -> N
             import trio
 
             sleep: Any = trio.sleep
+        elif dneio_runner.base == "twisted":
+            from twisted.internet import reactor
+            from twisted.internet.task import deferLater
+
+            def sleep(seconds: float) -> Any:
+                return deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
         else:
             import asyncio
 

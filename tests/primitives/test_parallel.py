@@ -171,6 +171,12 @@ def test_run_all_of_host_awaitables(dneio_runner: Harness) -> None:
             import trio
 
             sleep: Any = trio.sleep
+        elif dneio_runner.base == "twisted":
+            from twisted.internet import reactor
+            from twisted.internet.task import deferLater
+
+            def sleep(seconds: float) -> Any:
+                return deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
         else:
             import asyncio
 

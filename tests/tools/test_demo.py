@@ -27,9 +27,9 @@ def test_demo_runs_on_every_runner() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("line echo over 127.0.0.1: 1 server, 4 clients x 30 lines")
-    for name in ("native", "asyncio", "trio", "uvloop"):
+    for name in ("native", "asyncio", "trio", "uvloop", "twisted"):
         (line,) = [ln for ln in lines if re.match(rf"\s+\S+\s+{name}\b", ln)]
-        if name in ("trio", "uvloop") and importlib.util.find_spec(name) is None:
+        if name in ("trio", "uvloop", "twisted") and importlib.util.find_spec(name) is None:
             assert "skip" in line
         else:
             assert re.match(rf"\s+ok\s+{name}\s+120 lines echoed, in order, ", line), line

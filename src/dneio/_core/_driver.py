@@ -62,6 +62,7 @@ else:
         max_depth=MAX_DEPTH,
     )
     compiled.set_host_shift(_py.host_shift)
+    _py.shift_frames = 0
     reset = compiled.reset
     shift_fast = compiled.shift
 

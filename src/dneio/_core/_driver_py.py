@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ._continuation import AnsweringContinuation, spent_error
 from ._impl import local as _local
 from ._queue import MAX_DEPTH, ThreadState, drain, resume
-from ._registry import loop_runner, task_runner
+from ._registry import adopter, loop_runner, task_runner
 
 _T = TypeVar("_T")
 
@@ -225,15 +225,17 @@ def _foreign(coro: Any, yielded: Any) -> tuple[bool, Any]:
     of its tasks and ``(False, None)`` is returned.  Otherwise the returned
     TypeError is to be thrown into it, so its ``finally`` blocks run.
     """
-    runner = loop_runner()
+    # An awaitable of a host's own (a Twisted Deferred): that host carries
+    # the coroutine on, whether or not its loop runs.
+    runner = adopter(yielded) or loop_runner()
     if runner is not None:
         runner.adopt(coro, yielded)
         return False, None
     return True, TypeError(
-        f"{_await_chain(coro)} yielded {yielded!r}, which dneio cannot serve: no trio or "
-        "asyncio loop is running on this thread to adopt the coroutine. In a coroutine run "
-        "by dneio.reset, await only dneio operations (shift and what is built on it), or "
-        "run the program under trio or asyncio."
+        f"{_await_chain(coro)} yielded {yielded!r}, which dneio cannot serve: no trio, "
+        "asyncio or Twisted loop is running on this thread to adopt the coroutine. In a "
+        "coroutine run by dneio.reset, await only dneio operations (shift and what is "
+        "built on it), or run the program under trio, asyncio or Twisted."
     )
 
 
@@ -301,17 +303,23 @@ def shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
 
 NO_RUNNER_MESSAGE = (
     "dneio.shift() was called with nothing to suspend: it must run inside a coroutine "
-    "started with dneio.reset(coro), or inside a trio or asyncio task (uvloop and "
-    "anyio included). Start the coroutine with dneio.reset(...), trio.run(...) or "
-    "asyncio.run(...)."
+    "started with dneio.reset(coro), inside a trio or asyncio task (uvloop and "
+    "anyio included), or inside a coroutine run by Twisted (Deferred.fromCoroutine, "
+    "ensureDeferred). Start the coroutine with dneio.reset(...), trio.run(...), "
+    "asyncio.run(...) or Deferred.fromCoroutine(...)."
 )
+
+#: The frames of dneio's own between host_shift and the coroutine that awaits
+#: shift: the _shift generator on the pure-Python path, none for the compiled
+#: shift (set by :mod:`._driver`).
+shift_frames = 1
 
 
 def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     """The generator that serves ``shift(func)`` in the current host task."""
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
-    runner = task_runner()
+    runner = task_runner(shift_frames)
     if runner is None:
         raise RuntimeError(NO_RUNNER_MESSAGE)
     return runner.shift(func)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from types import FrameType
+from typing import Any, Protocol, cast
+
+_getframe = sys._getframe
 
 
 class Host(Protocol):
@@ -39,6 +42,25 @@ class Host(Protocol):
         """Force a mode (see ``dneio.lowlevel.set_runner_mode``)."""
 
 
+class NestingHost(Host, Protocol):
+    """A host whose coroutines can be stepped inside another host's task.
+
+    Twisted: an asyncio task that calls ``Deferred.fromCoroutine``, or fires
+    a Deferred a Twisted coroutine waits on, steps that coroutine on its own
+    stack.  Such a host answers from the stack (``frame`` is the frame of
+    the code asking) and says which awaitables are its own to adopt.
+    """
+
+    def in_task_at(self, frame: FrameType) -> bool:
+        """``in_task()``, for the code running in ``frame`` (asked after the other hosts)."""
+
+    def inside_other_task(self, frame: FrameType) -> bool:
+        """True if the code in ``frame`` is this host's, though another host's task is current."""
+
+    def adopts(self, yielded: object) -> bool:
+        """True if a native coroutine that yielded ``yielded`` is this host's to carry on."""
+
+
 # name -> (library module, loader), in the order hosts are asked.
 _registered: dict[str, tuple[str, Callable[[], Host]]] = {}
 _loaded: dict[str, Host] = {}
@@ -46,15 +68,23 @@ _loaded: dict[str, Host] = {}
 _probes: list[tuple[str, str]] = []
 
 
-def register(name: str, module: str, loader: Callable[[], Host]) -> None:
+# (library module, name) of the nesting hosts (see NestingHost).
+_nesting: list[tuple[str, str]] = []
+
+
+def register(name: str, module: str, loader: Callable[[], Host], *, nests: bool = False) -> None:
     """Make host ``name`` available once ``module`` is imported; ``loader()`` builds it.
 
     Hosts registered earlier are asked first which task is running: a host
     that can run inside another one's loop (a trio guest run inside asyncio)
-    must be registered before it.
+    must be registered before it.  A host registered with ``nests=True``
+    implements :class:`NestingHost`: it is asked before the others whether
+    the code is its own, even when another host's task is current.
     """
     _registered[name] = (module, loader)
     _probes[:] = [(m, n) for n, (m, _) in _registered.items()]
+    if nests and (module, name) not in _nesting:
+        _nesting.append((module, name))
 
 
 def _load(name: str) -> Host:
@@ -64,14 +94,41 @@ def _load(name: str) -> Host:
     return runner
 
 
-def task_runner() -> Host | None:
-    """The host runner whose task is running on this thread, if any."""
+def task_runner(skip: int = 0) -> Host | None:
+    """The host runner whose task is running on this thread, if any.
+
+    A nesting host's coroutine (Twisted's) can be stepped inside another
+    host's task, so once its library is loaded it is asked first, from the
+    stack: from the caller's caller up, after ``skip`` more frames (dneio's
+    own, on the hot path: a frame looked at costs more than one skipped).
+    """
     modules = sys.modules
+    nesting: list[NestingHost] = []
+    for module, name in _nesting:
+        if module in modules:
+            nesting.append(cast(NestingHost, _loaded.get(name) or _load(name)))
     for module, name in _probes:
         if module in modules:
             runner = _loaded.get(name) or _load(name)
-            if runner.in_task():
+            if nesting and runner in nesting:
+                if cast(NestingHost, runner).in_task_at(_getframe(2 + skip)):
+                    return runner
+            elif runner.in_task():
+                for host in nesting:
+                    if host.inside_other_task(_getframe(2 + skip)):
+                        return host
                 return runner
+    return None
+
+
+def adopter(yielded: object) -> Host | None:
+    """The host whose own awaitable ``yielded`` is (a Twisted Deferred), if any."""
+    modules = sys.modules
+    for module, name in _nesting:
+        if module in modules:
+            host = cast(NestingHost, _loaded.get(name) or _load(name))
+            if host.adopts(yielded):
+                return host
     return None
 
 

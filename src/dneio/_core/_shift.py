@@ -48,7 +48,10 @@ else:
 
 
 def current_runner() -> str | None:
-    """Who would serve a ``shift`` here: ``"native"``, ``"trio"``, ``"asyncio"`` or None."""
+    """Who would serve a ``shift`` here.
+
+    ``"native"``, ``"trio"``, ``"asyncio"``, ``"twisted"``, or None.
+    """
     if current_state().driving is not None:
         return "native"
     runner = task_runner()

@@ -3,7 +3,9 @@
 Each host lives in its own package and implements ``_base.HostRunner``;
 this module registers them with the engine's registry without importing
 their libraries.  trio comes first: a trio guest run inside an asyncio
-loop is trio's task, not asyncio's.
+loop is trio's task, not asyncio's.  Twisted comes last among loops (on
+the asyncio reactor, what is not a Deferred is asyncio's to adopt) but is
+asked first whose coroutine is running (see ``_registry.NestingHost``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def _asyncio() -> Any:
     return RUNNER
 
 
+def _twisted() -> Any:
+    from ._twisted._runner import RUNNER
+
+    return RUNNER
+
+
 def _probe_trio() -> None:
     # reset() found trio loaded and no entry hook set: native code entered
     # from a trio task must run with the trio host's own task current.
@@ -43,4 +51,8 @@ def _probe_trio() -> None:
 
 _registry.register("trio", "trio", _trio)
 _registry.register("asyncio", "asyncio", _asyncio)
+# Loaded once Deferreds are (no coroutine can be Twisted's before); asked
+# first, from the stack, since Twisted coroutines can be stepped inside
+# asyncio (and trio) tasks.
+_registry.register("twisted", "twisted.internet.defer", _twisted, nests=True)
 _driver.set_entry_probe("trio", _probe_trio)

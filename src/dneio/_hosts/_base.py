@@ -1,4 +1,4 @@
-"""The interface every host runner implements (trio, asyncio), and what they share.
+"""The interface every host runner implements (trio, asyncio, Twisted), and what they share.
 
 A host runner serves ``shift`` inside the tasks of an event loop.  The
 engine (``dneio._core``) knows hosts only through :class:`dneio._core._registry.Host`,

@@ -4,7 +4,8 @@ The protocol (server, connection handler, clients) is written once, in
 direct style, against two objects it receives as arguments: an I/O object
 (:mod:`dneio.io`) and a :class:`Group` that starts coroutines.  Only the few
 lines that build those two objects differ between the native run (a
-:class:`~dneio.io.Selector` and :func:`dneio.reset`), asyncio and trio.
+:class:`~dneio.io.Selector` and :func:`dneio.reset`), asyncio, trio and
+Twisted.
 """
 
 from __future__ import annotations
@@ -269,29 +270,56 @@ async def _await(coro: Coro) -> None:
     await coro
 
 
+def run_twisted(report: Report) -> None:
+    from twisted.internet.defer import ensureDeferred
+
+    from ..testing import fresh_reactor
+
+    # A reactor runs once per process: install a new default one for this run.
+    with fresh_reactor() as reactor:
+
+        def start(coro: Coro) -> None:
+            ensureDeferred(coro)  # Group._watch keeps its errors
+
+        def failed(failure: Any) -> None:
+            report.errors.append(failure.value)
+
+        def main() -> None:
+            done = ensureDeferred(echo_session(host(), Group(start), report))
+            done.addTimeout(TIME_LIMIT, reactor)
+            done.addErrback(failed)
+            done.addBoth(lambda _: reactor.stop())
+
+        reactor.callWhenRunning(main)
+        reactor.run(installSignalHandlers=False)
+
+
 RUNNERS: dict[str, tuple[str, Callable[[Report], None]]] = {
     "native": ("dneio.io.Selector, coroutines started with dneio.reset", run_native),
     "asyncio": ("asyncio tasks, dneio.io.host()", run_asyncio),
     "trio": ("trio tasks, dneio.io.host()", run_trio),
     "uvloop": ("asyncio tasks on uvloop, dneio.io.host()", run_uvloop),
+    "twisted": ("Twisted coroutines (ensureDeferred), dneio.io.host()", run_twisted),
 }
 
 #: What each runner needs installed besides dneio.
-NEEDS = {"trio": "trio", "uvloop": "uvloop"}
+NEEDS = {"trio": "trio", "uvloop": "uvloop", "twisted": "twisted"}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dneio demo",
         description="Run one direct-style line-echo protocol over loopback TCP "
-        "natively, under asyncio, under trio and on uvloop, and check every echo.",
+        "natively, under asyncio, under trio, on uvloop and under Twisted, and check "
+        "every echo.",
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--messages", type=int, default=200, help="lines per client (default 200)")
     parser.add_argument(
         "--runners",
-        default="native,asyncio,trio,uvloop",
-        help="comma-separated runners to use, from native, asyncio, trio, uvloop (default: all)",
+        default="native,asyncio,trio,uvloop,twisted",
+        help="comma-separated runners to use, from native, asyncio, trio, uvloop, twisted "
+        "(default: all)",
     )
     args = parser.parse_args(argv)
     names = [n for n in args.runners.split(",") if n]

@@ -193,8 +193,9 @@ class AsyncioRunner(HostRunner):
         if not park.must_wait(func, AsyncioContinuation, self.synchronous):
             return park.outcome()
         park._asyncio_future_blocking = True
+        sent = None
         try:
-            yield park
+            sent = yield park
         except asyncio.CancelledError as exc:
             if park.state != RESUMED or task is None:
                 raise
@@ -207,6 +208,10 @@ class AsyncioRunner(HostRunner):
                     _deferred_wakes[loop] = left
                 else:
                     del _deferred_wakes[loop]
+        if sent is park:
+            # Handed straight back: not an asyncio task's step (which sends
+            # None) but a coroutine driver that ignores what it does not know.
+            _not_an_asyncio_task(park)
         if park.state == CANCELLED:
             park.result()
         if park.cancel_pending and task is not None:
@@ -218,6 +223,24 @@ class AsyncioRunner(HostRunner):
         task = loop.create_task(adopted(coro, first_yield))
         _adopted_tasks.add(task)
         task.add_done_callback(_adopted_done)
+
+
+def _not_an_asyncio_task(park: Park) -> None:
+    """Give up a wait that no asyncio task is parked in, losing nothing."""
+    park.try_cancel()  # the holder of k learns of it through on_cancel
+    raise RuntimeError(
+        "dneio took this coroutine for an asyncio task's, but whatever steps it handed the "
+        "wait straight back: it is most likely a Twisted coroutine (Deferred.fromCoroutine) "
+        "started inside an asyncio task, which dneio cannot tell apart because Twisted's "
+        f"internals did not pass its check ({_twisted_problem()}). Start Twisted coroutines "
+        "from Twisted code (reactor.callLater, a Deferred callback) instead."
+    )
+
+
+def _twisted_problem() -> str:
+    from ..._core._registry import get_runner
+
+    return get_runner("twisted").problem or "no problem recorded"
 
 
 def _redeliver_cancel(task: Any, msg: Any) -> None:

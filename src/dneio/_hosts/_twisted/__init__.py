@@ -1,0 +1,1 @@
+"""The Twisted host (default and asyncio reactors): runner, guarded internals and I/O object."""
