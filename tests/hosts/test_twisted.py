@@ -182,7 +182,9 @@ def test_shield_holds_off_deferred_cancel(dneio_runner: Harness, mode: str) -> N
 
 # -- the two hosts on one thread: the asyncio reactor -------------------------------------
 @pytest.mark.dneio_runners("twisted-asyncio")
-def test_asyncio_tasks_and_twisted_coroutines_do_not_confuse_each_other(dneio_runner: Harness) -> None:
+def test_asyncio_tasks_and_twisted_coroutines_do_not_confuse_each_other(
+    dneio_runner: Harness,
+) -> None:
     async def main(h: Harness) -> Any:
         log: list[Any] = []
         ks: list[Any] = []

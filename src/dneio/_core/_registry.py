@@ -111,7 +111,7 @@ def task_runner(skip: int = 0) -> Host | None:
         if module in modules:
             runner = _loaded.get(name) or _load(name)
             if nesting and runner in nesting:
-                if cast(NestingHost, runner).in_task_at(_getframe(2 + skip)):
+                if runner.in_task_at(_getframe(2 + skip)):
                     return runner
             elif runner.in_task():
                 for host in nesting:

@@ -225,7 +225,7 @@ class AsyncioRunner(HostRunner):
         task.add_done_callback(_adopted_done)
 
 
-def _not_an_asyncio_task(park: Park) -> None:
+def _not_an_asyncio_task(park: AsyncioSlot) -> None:
     """Give up a wait that no asyncio task is parked in, losing nothing."""
     park.try_cancel()  # the holder of k learns of it through on_cancel
     raise RuntimeError(

@@ -117,7 +117,7 @@ class TwistedSlot(Slot):
         self.value = None
         self.is_exc = False
         self.shielded = False
-        self.handle = None
+        self.k_ref = None
         self.reactor = reactor
         self.deferred: defer.Deferred[Any] | None = None
         # A cancellation arrived that the wait held off (shielded, or the
