@@ -48,10 +48,7 @@ else:
 
 
 def current_runner() -> str | None:
-    """Who would serve a ``shift`` here.
-
-    ``"native"``, ``"trio"``, ``"asyncio"``, ``"twisted"``, or None.
-    """
+    """Who would serve a ``shift`` here: ``"native"``, a host's name, or None."""
     if current_state().driving is not None:
         return "native"
     runner = task_runner()
