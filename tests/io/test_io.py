@@ -634,7 +634,8 @@ def test_io_cancel_mid_wait(dneio_runner: Harness, pair: Any) -> None:
             got.append(a.recv(100))
 
         async def sleeper() -> None:
-            await io.sleep(0.01)
+            # Long enough not to be due before the cancellation on a busy machine.
+            await io.sleep(0.2)
             got.append(b"woke")
 
         r = h.spawn(reader)
@@ -648,7 +649,7 @@ def test_io_cancel_mid_wait(dneio_runner: Harness, pair: Any) -> None:
         r2 = h.spawn(reader)
         await h.settle()
         assert not r2.done
-        await io.sleep(0.03)  # ...and the cancelled ones stay asleep
+        await io.sleep(0.3)  # ...and the cancelled ones stay asleep
         assert got == []
         b.send(b"late")
         await wait_for_tasks(h, io, Selector(), r2)
