@@ -79,9 +79,9 @@ def entry_hook() -> Any:
     return _py.entry_hook
 
 
-def set_entry_probe(module: str, probe: Any) -> None:
-    """Have ``reset`` call ``probe()`` while no entry hook is set and ``module`` is loaded."""
+def set_entry_probe(modules: tuple[str, ...], probe: Any) -> None:
+    """Have ``reset`` call ``probe()`` while no entry hook is set and one of ``modules`` is loaded."""
     _py.entry_probe = probe
-    _py.entry_probe_module = module
+    _py.entry_probe_modules = modules
     if compiled is not None:
-        compiled.set_entry_probe_module(module)
+        compiled.set_entry_probe_module(modules)

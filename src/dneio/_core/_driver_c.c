@@ -335,13 +335,14 @@ nc_send(NativeCore *self, PyObject *value)
         Py_DECREF(st);
         return answer;
     }
-    /* Entered from outside native code: let the entry hook run first
-     * (for example the trio host's TrioEntryHook.enter/leave). */
+    /* While an entry hook is installed, it runs around every step of a
+     * native coroutine (the hosts' Hosting.enter/leave: the coroutine's own
+     * host task is made current). */
     PyObject *resumer = NULL;
     PyObject *hosting = NULL;
-    if (entry_hook != Py_None && st->driving == Py_None) {
+    if (entry_hook != Py_None) {
         hosting = Py_NewRef(entry_hook);
-        resumer = PyObject_CallMethodOneArg(hosting, str_enter, (PyObject *)st);
+        resumer = PyObject_CallMethodObjArgs(hosting, str_enter, (PyObject *)st, coro, NULL);
         if (resumer == NULL) {
             Py_DECREF(hosting);
             Py_SETREF(self->claimed, coro);
@@ -693,7 +694,15 @@ reset_fn(PyObject *module, PyObject *coro)
         return PyObject_CallOneArg(py_reset, coro);
     }
     if (entry_hook == Py_None && probe_module != Py_None) {
-        PyObject *found = PyDict_GetItemWithError(PyImport_GetModuleDict(), probe_module);
+        /* probe_module: a tuple of module names; is any of them loaded? */
+        PyObject *modules = PyImport_GetModuleDict();
+        PyObject *found = NULL;
+        for (Py_ssize_t i = 0; found == NULL && i < PyTuple_GET_SIZE(probe_module); i++) {
+            found = PyDict_GetItemWithError(modules, PyTuple_GET_ITEM(probe_module, i));
+            if (found == NULL && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
         if (found != NULL) {
             /* The probed host is loaded: let it install its entry hook if it needs one. */
             PyObject *r = PyObject_CallNoArgs(py_entry_probe);
@@ -710,7 +719,7 @@ reset_fn(PyObject *module, PyObject *coro)
     if (st == NULL) {
         return NULL;
     }
-    if (st->depth >= max_depth || (entry_hook != Py_None && st->driving == Py_None)) {
+    if (st->depth >= max_depth || entry_hook != Py_None) {
         Py_DECREF(st);
         return PyObject_CallOneArg(py_reset, coro);
     }
@@ -741,9 +750,15 @@ set_entry_hook(PyObject *module, PyObject *value)
 static PyObject *
 set_entry_probe_module(PyObject *module, PyObject *value)
 {
-    if (value != Py_None && !PyUnicode_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "the probed module must be a str or None");
-        return NULL;
+    if (value != Py_None) {
+        int ok = PyTuple_Check(value);
+        for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(value); i++) {
+            ok = PyUnicode_Check(PyTuple_GET_ITEM(value, i));
+        }
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "the probed modules must be a tuple of str, or None");
+            return NULL;
+        }
     }
     Py_XSETREF(probe_module, Py_NewRef(value));
     Py_RETURN_NONE;

@@ -41,18 +41,19 @@ class _ShiftRequest:
 
 SHIFT = _ShiftRequest()
 
-#: The entry hook, while a host needs one: an object with ``enter(st)`` and
-#: ``leave(token)``.  Native code entered from outside any native coroutine
-#: (from a host task, say) runs between ``token = enter(st)`` and
-#: ``leave(token)`` unless ``enter`` returns None.  The trio host uses it to
-#: make a task of its own current while native code runs.  Set it with
+#: The entry hook, while a host needs one: an object with ``enter(st, coro)``
+#: and ``leave(token)``.  Every step of a native coroutine ``coro`` runs
+#: between ``token = enter(st, coro)`` and ``leave(token)`` unless ``enter``
+#: returns None.  The hosts use it to make a task that belongs to ``coro``
+#: current while it runs (``dneio._hosts._entry``).  Set it with
 #: ``_driver.set_entry_hook``, which tells the compiled core too.
 entry_hook: Any = None
 
-#: Called by ``reset`` while no entry hook is set and the module named
-#: ``entry_probe_module`` is loaded: it lets a host install its hook lazily.
+#: Called by ``reset`` while no entry hook is set and one of the modules
+#: named in ``entry_probe_modules`` is loaded: it lets a host install its
+#: hook lazily.
 entry_probe: Any = None
-entry_probe_module: str | None = None
+entry_probe_modules: tuple[str, ...] = ()
 
 
 class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
@@ -79,12 +80,7 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
             raise spent_error(self)
         self._coro = None
         st = _local.state
-        if (
-            st.depth >= MAX_DEPTH
-            or st.queue
-            or st.hold
-            or (entry_hook is not None and st.driving is None)
-        ):
+        if st.depth >= MAX_DEPTH or st.queue or st.hold or entry_hook is not None:
             self._claimed = coro
             return resume(st, self, False, value)
         st.depth += 1
@@ -148,8 +144,8 @@ def drive(st: ThreadState, coro: Any, is_exc: bool, value: Any) -> Any:
     its return value.  Exceptions from the coroutine propagate to the caller.
     """
     hook = entry_hook
-    if st.driving is None and hook is not None:
-        token = hook.enter(st)
+    if hook is not None:
+        token = hook.enter(st, coro)
         if token is not None:
             try:
                 return _drive(st, coro, is_exc, value)
@@ -269,8 +265,12 @@ def reset(coro: Coroutine[Any, Any, _T]) -> Any:
         if callable(coro):
             hint = " (call the async function: reset(main()), not reset(main))"
         raise TypeError(f"reset() takes a coroutine object, not {coro!r}{hint}")
-    if entry_hook is None and entry_probe_module in sys.modules:
-        entry_probe()
+    if entry_hook is None and entry_probe_modules:
+        modules = sys.modules
+        for name in entry_probe_modules:
+            if name in modules:
+                entry_probe()
+                break
     st = _local.state
     if st.depth >= MAX_DEPTH:
         k = continuation_type(None)

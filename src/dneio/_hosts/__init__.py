@@ -39,14 +39,14 @@ def _twisted() -> Any:
     return RUNNER
 
 
-def _probe_trio() -> None:
-    # reset() found trio loaded and no entry hook set: native code entered
-    # from a trio task must run with the trio host's own task current.
-    _registry.get_runner("trio")
-    from ._trio._runner import start_hosting
+def _probe() -> None:
+    # reset() found trio or asyncio loaded and no entry hook set: native code
+    # inside a trio run or an asyncio loop runs with a host task of its own
+    # current (see _entry).
+    from ._entry import HOSTING
 
-    _driver.set_entry_probe("trio", start_hosting)
-    start_hosting()
+    _driver.set_entry_probe(("trio", "asyncio"), HOSTING.start_if_running)
+    HOSTING.start_if_running()
 
 
 _registry.register("trio", "trio", _trio)
@@ -55,4 +55,4 @@ _registry.register("asyncio", "asyncio", _asyncio)
 # first, from the stack, since Twisted coroutines can be stepped inside
 # asyncio (and trio) tasks.
 _registry.register("twisted", "twisted.internet.defer", _twisted, nests=True)
-_driver.set_entry_probe("trio", _probe_trio)
+_driver.set_entry_probe(("trio", "asyncio"), _probe)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.tasks
+import sys
 from collections.abc import Callable
 from contextvars import Context
 from typing import Any
@@ -78,8 +79,93 @@ def step(loop: Any, wakeup: Callable[[Any], object], context: Context, park: Any
     current = asyncio.current_task(loop)
     if current is not None:
         _leave_task(loop, current)
+    # Resumed from a trio task (a trio guest run inside asyncio): while the
+    # asyncio task runs, no trio task is running.
+    trio_ctx = _trio_run_context()
+    trio_task = trio_ctx.__dict__.pop("task", None) if trio_ctx is not None else None
     try:
         context.run(wakeup, park)
     finally:
+        if trio_task is not None:
+            trio_ctx.task = trio_task
         if current is not None:
             _enter_task(loop, current)
+
+
+def _trio_run_context() -> Any:
+    run = sys.modules.get("trio._core._run")
+    return getattr(run, "GLOBAL_RUN_CONTEXT", None) if run is not None else None
+
+
+# -- hosting native code (see _hosting) ---------------------------------------------
+#
+# The current task is swapped for the native coroutine's host task while it
+# runs, and the idle host tasks are kept out of ``asyncio.all_tasks()`` so
+# that the end of ``asyncio.run`` does not wait for them.
+
+_swap: Callable[[Any, Any], Any] | None = getattr(asyncio.tasks, "_swap_current_task", None)
+_register_task: Callable[[Any], None] | None = getattr(asyncio.tasks, "_register_task", None)
+_unregister_task: Callable[[Any], None] | None = getattr(asyncio.tasks, "_unregister_task", None)
+
+hosting_problem = "not checked yet"
+
+
+def check_hosting(task: Any) -> bool:
+    """True if ``task`` (a fresh task of the running loop) can be hidden and shown again."""
+    global hosting_problem
+    if _register_task is None or _unregister_task is None or not hasattr(task, "cancelling"):
+        hosting_problem = "asyncio.tasks has no _register_task/_unregister_task"
+        return False
+    loop = task.get_loop()
+    try:
+        _unregister_task(task)
+        hidden = task not in asyncio.all_tasks(loop)
+        _register_task(task)
+        shown = task in asyncio.all_tasks(loop)
+        _unregister_task(task)
+    except Exception as exc:
+        hosting_problem = f"_register_task/_unregister_task misbehave: {exc!r}"
+        return False
+    if not (hidden and shown):
+        hosting_problem = "asyncio.all_tasks does not follow _register_task/_unregister_task"
+        return False
+    hosting_problem = ""
+    return True
+
+
+def swap_in(loop: Any, task: Any) -> Any:
+    """Make ``task`` the loop's current task; returns the one it replaces (or None)."""
+    if _swap is not None:
+        return _swap(loop, task)
+    assert _enter_task is not None and _leave_task is not None
+    prev = asyncio.current_task(loop)
+    if prev is not None:
+        _leave_task(loop, prev)
+    _enter_task(loop, task)
+    return prev
+
+
+def swap_back(loop: Any, task: Any, prev: Any) -> None:
+    """Undo ``swap_in(loop, task)``, making ``prev`` current again."""
+    if _swap is not None:
+        _swap(loop, prev)
+        return
+    assert _enter_task is not None and _leave_task is not None
+    if asyncio.current_task(loop) is task:
+        _leave_task(loop, task)
+    if prev is not None:
+        _enter_task(loop, prev)
+
+
+def hide(task: Any) -> None:
+    """Keep ``task`` out of ``asyncio.all_tasks()`` and quiet if collected pending."""
+    assert _unregister_task is not None
+    _unregister_task(task)
+    task._log_destroy_pending = False
+
+
+def show(task: Any) -> None:
+    """Undo ``hide``: an ordinary task again."""
+    assert _register_task is not None
+    _register_task(task)
+    task._log_destroy_pending = True

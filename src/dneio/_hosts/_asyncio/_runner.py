@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
+import weakref
 from collections.abc import Callable, Generator
 from contextvars import Context
+from functools import partial
 from typing import Any
 
-from ..._core._adoption import adopted
+from ..._core._adoption import adopted, carry_on
 from ..._core._queue import ThreadState, local
 from .._base import HostRunner
 from .._parking import (
@@ -20,6 +23,7 @@ from .._parking import (
     Slot,
 )
 from . import _internals as _asyncio_internals
+from .._entry import HOSTING
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -177,6 +181,7 @@ class AsyncioRunner(HostRunner):
         self.current_task = (
             _asyncio_internals.current_task_getter() if self.internals_ok else asyncio.current_task
         )
+        self.hosting = AsyncioHosting(self)
 
     def in_task(self) -> bool:
         loop = _get_running_loop()
@@ -188,6 +193,8 @@ class AsyncioRunner(HostRunner):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         loop = _get_running_loop()
         assert loop is not None
+        if HOSTING.asyncio is None:
+            self.hosting.start_if_running()
         task = self.current_task(loop)
         park = AsyncioSlot(local.state, loop, task)
         if not park.must_wait(func, AsyncioContinuation, self.synchronous):
@@ -219,6 +226,8 @@ class AsyncioRunner(HostRunner):
         return park.outcome()
 
     def adopt(self, coro: Any, first_yield: Any) -> None:
+        if self.hosting.adopt(coro, first_yield):
+            return
         loop = asyncio.get_running_loop()
         task = loop.create_task(adopted(coro, first_yield))
         _adopted_tasks.add(task)
@@ -283,6 +292,352 @@ def _adopted_done(task: asyncio.Task[Any]) -> None:
                 "task": task,
             }
         )
+
+
+# -- hosting native code (see _hosting) -------------------------------------------------
+
+#: Idle hosts kept per loop for the next native coroutines.
+_FREE_HOSTS = 8
+
+
+class _Host:
+    """An asyncio task that stands in as the current task for one native coroutine.
+
+    While idle it waits on an :class:`_IdlePark`, out of ``asyncio.all_tasks()``
+    (so that ``asyncio.run`` does not wait for it).  A cancellation it gets
+    while idle (a timeout opened by the native coroutine expiring while the
+    coroutine is suspended in a native shift, say) is kept, and delivered at
+    the coroutine's next asyncio operation if still requested then.  If the
+    coroutine suspends in an asyncio operation, the task carries it on from
+    there: it becomes an ordinary task, running the coroutine.
+    """
+
+    __slots__ = (
+        "adopted",
+        "cancel_msg",
+        "cancel_requested",
+        "ended",
+        "first_yield",
+        "loop",
+        "park",
+        "quit",
+        "ref",
+        "task",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.task: Any = None
+        self.park: _IdlePark | None = None
+        self.adopted: Any = None  # the coroutine to carry on
+        self.first_yield: Any = None  # what it yielded when it was adopted
+        self.cancel_requested = False
+        self.cancel_msg: Any = None
+        self.quit = False
+        self.ended = False
+        self.ref: Any = None
+
+    def is_clean(self) -> bool:
+        return (
+            not self.ended
+            and not self.quit
+            and self.adopted is None
+            and not self.cancel_requested
+            and not self.task.cancelling()
+        )
+
+    def wake(self) -> None:
+        park = self.park
+        if park is not None:
+            self.park = None
+            park.wake()
+
+    def run(self) -> Generator[Any, Any, Any]:
+        """The host task's code (primed: its first yield is not seen by the task)."""
+        try:
+            exc: BaseException | None = None
+            try:
+                yield None
+            except BaseException as e:  # cancelled before its first step
+                exc = e
+            while True:
+                if exc is not None:
+                    if not isinstance(exc, asyncio.CancelledError):
+                        raise exc
+                    self.cancel_requested = True
+                    self.cancel_msg = exc.args[0] if exc.args else None
+                    exc = None
+                if self.adopted is not None:
+                    break
+                if self.quit:
+                    return None
+                park = self.park = _IdlePark(self)
+                try:
+                    yield park
+                except BaseException as e:
+                    exc = e
+            coro, first = self.adopted, self.first_yield
+            self.adopted = self.first_yield = None
+            requested, self.cancel_requested = self.cancel_requested, False
+            if requested and self.task.cancelling():
+                # Cancelled while the coroutine ran natively: it gets the
+                # cancellation at this, its next asyncio operation.
+                msg = self.cancel_msg
+                cancel = getattr(first, "cancel", None)
+                if cancel is not None:
+                    cancel(msg)
+                return (yield from carry_on(coro, coro.throw, asyncio.CancelledError(msg)))
+            try:
+                sent = yield first
+            except BaseException as e:
+                return (yield from carry_on(coro, coro.throw, e))
+            return (yield from carry_on(coro, coro.send, sent))
+        finally:
+            self.ended = True
+
+
+class _IdlePark:
+    """What an idle host task waits on (the future protocol, as asyncio.Task uses it)."""
+
+    __slots__ = ("_asyncio_future_blocking", "callbacks", "finished", "host")
+
+    def __init__(self, host: _Host) -> None:
+        self.host = host
+        self._asyncio_future_blocking = True
+        self.callbacks: list[tuple[Callable[[Any], object], Context | None]] = []
+        self.finished = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.host.loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: Context | None = None
+    ) -> None:
+        if self.finished:
+            self.host.loop.call_soon(fn, self, context=context)
+        else:
+            self.callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        before = len(self.callbacks)
+        self.callbacks = [(f, c) for f, c in self.callbacks if f != fn]
+        return before - len(self.callbacks)
+
+    def done(self) -> bool:
+        return self.finished
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.finished:
+            return False
+        # Keep it for the coroutine's next asyncio operation (see _Host).
+        self.host.cancel_requested = True
+        self.host.cancel_msg = msg
+        return True
+
+    def result(self) -> None:
+        return None
+
+    def exception(self) -> None:
+        return None
+
+    def wake(self) -> None:
+        self.finished = True
+        callbacks, self.callbacks = self.callbacks, []
+        for fn, context in callbacks:
+            self.host.loop.call_soon(fn, self, context=context)
+
+
+class _HostCoro(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """The coroutine of a host task: a primed generator, so that it can take a
+    cancellation even before its first step (an ``async def`` cannot)."""
+
+    __slots__ = ("_gen",)
+    __name__ = "dneio_native_host"
+
+    def __init__(self, host: _Host) -> None:
+        self._gen: Any = host.run()
+        self._gen.send(None)
+
+    def send(self, value: Any) -> Any:
+        return self._gen.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None and isinstance(typ, BaseException):
+            return self._gen.throw(typ)
+        return self._gen.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        gen: Generator[Any, Any, Any] = self._gen
+        return gen
+
+    @property
+    def cr_frame(self) -> Any:
+        return self._gen.gi_frame
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(self._gen.gi_running)
+
+    @property
+    def cr_suspended(self) -> bool:
+        return self._gen.gi_suspended if hasattr(self._gen, "gi_suspended") else True
+
+    @property
+    def cr_code(self) -> Any:
+        return self._gen.gi_code
+
+    @property
+    def cr_await(self) -> Any:
+        return self._gen.gi_yieldfrom
+
+
+class AsyncioHosting:
+    """asyncio's part of the hosting (see ``_hosting``): a host task per native coroutine.
+
+    Needs asyncio's private ``_enter_task``/``_leave_task`` (or
+    ``_swap_current_task``) and ``_register_task``/``_unregister_task``,
+    checked at first use.  Without them native code runs with its resumer's
+    task current (see docs/guarantees.md).
+    """
+
+    def __init__(self, runner: AsyncioRunner) -> None:
+        self.runner = runner
+        self.ok: bool | None = None  # None: not checked yet
+        self.loops: dict[int, asyncio.AbstractEventLoop] = {}
+        self.free: dict[int, list[_Host]] = {}
+        # id(coroutine) -> its host.
+        self.records: dict[int, _Host] = {}
+
+    def start_if_running(self) -> None:
+        loop = _get_running_loop()
+        if loop is None or id(loop) in self.loops or self.ok is False:
+            return
+        if not self.runner.internals_ok:
+            self.ok = False
+            return
+        if self.ok is None:
+            idle = _Host(loop)
+            idle.quit = True  # it finishes at its first step
+            probe = loop.create_task(_HostCoro(idle), name="dneio hosting check")
+            self.ok = _asyncio_internals.check_hosting(probe)
+            if not self.ok:
+                return
+        self.loops[id(loop)] = loop
+        HOSTING.asyncio = self
+        HOSTING.update()
+
+    def _prune(self) -> None:
+        # Native code ran with no loop running on this thread: forget the
+        # loops that stopped, and turn off when none is left.
+        for key, loop in list(self.loops.items()):
+            if loop.is_closed() or not loop.is_running():
+                del self.loops[key]
+                self.free.pop(key, None)
+        if not self.loops:
+            HOSTING.asyncio = None
+            HOSTING.update()
+
+    # -- entering and leaving native code ---------------------------------------------
+    def enter(self, coro: Any, in_task: bool) -> Any:
+        loop = _get_running_loop()
+        if loop is None:
+            self._prune()
+            return None
+        prev = self.runner.current_task(loop)
+        if in_task and prev is None:
+            return None
+        host = self.records.get(id(coro))
+        if host is None or host.loop is not loop or host.ended:
+            host = self._host_for(coro, loop)
+            if host is None:
+                return None
+        _asyncio_internals.swap_in(loop, host.task)
+        return (self._leave, loop, prev, host, coro)
+
+    def _leave(self, token: Any) -> None:
+        _, loop, prev, host, coro = token
+        _asyncio_internals.swap_back(loop, host.task, prev)
+        if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
+            self._release(coro, host)
+
+    # -- hosts ---------------------------------------------------------------------------
+    def _host_for(self, coro: Any, loop: asyncio.AbstractEventLoop) -> _Host | None:
+        if id(loop) not in self.loops:
+            self.start_if_running()
+            if id(loop) not in self.loops:
+                return None
+        host = None
+        free = self.free.get(id(loop))
+        while free:
+            candidate = free.pop()
+            if candidate.is_clean():
+                host = candidate
+                break
+        if host is None:
+            host = _Host(loop)
+            name = getattr(coro, "__qualname__", type(coro).__name__)
+            task = loop.create_task(_HostCoro(host), name=f"dneio native host of {name}")
+            _asyncio_internals.hide(task)
+            host.task = task
+        key = id(coro)
+        try:
+            host.ref = weakref.ref(coro, partial(self._gone, key, host))
+        except TypeError:
+            host.ref = coro
+        self.records[key] = host
+        return host
+
+    def _release(self, coro: Any, host: _Host) -> None:
+        key = id(coro)
+        if self.records.get(key) is host:
+            del self.records[key]
+        host.ref = None
+        free = self.free.setdefault(id(host.loop), [])
+        if host.is_clean() and len(free) < _FREE_HOSTS and id(host.loop) in self.loops:
+            free.append(host)
+        else:
+            _quit(host)
+
+    def _gone(self, key: int, host: _Host, ref: Any) -> None:
+        if self.records.get(key) is host:
+            del self.records[key]
+        try:
+            host.loop.call_soon_threadsafe(_quit, host)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    def adopt(self, coro: Any, first_yield: Any) -> bool:
+        """Let ``coro``'s host task carry it on from ``first_yield``."""
+        key = id(coro)
+        host = self.records.get(key)
+        if host is None or self.runner.current_task(host.loop) is not host.task:
+            return False
+        del self.records[key]
+        host.ref = None
+        host.adopted = coro
+        host.first_yield = first_yield
+        task: Any = host.task
+        _asyncio_internals.show(task)
+        _adopted_tasks.add(task)
+        task.add_done_callback(_adopted_done)
+        host.wake()
+        return True
+
+
+def _quit(host: _Host) -> None:
+    if host.ended or host.adopted is not None:
+        return
+    host.quit = True
+    try:
+        host.wake()
+    except RuntimeError:  # the loop is closed
+        pass
 
 
 RUNNER = AsyncioRunner()

@@ -38,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on the trio release
 __all__ = [
     "WaitTaskRescheduled",
     "check",
+    "clear_current",
     "current_runner_or_none",
     "current_task_or_none",
     "make_current",
@@ -209,6 +210,10 @@ def current_runner_or_none() -> Any:
 
 def make_current(task: Any) -> None:
     _run.GLOBAL_RUN_CONTEXT.task = task
+
+
+def clear_current() -> None:
+    _run.GLOBAL_RUN_CONTEXT.__dict__.pop("task", None)
 
 
 def park_on(task: Any, trap: Any) -> bool:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 import outcome
 import trio
 import trio.lowlevel as tl
 
-from ..._core import _driver
 from ..._core._adoption import adopted, carry_on
-from ..._core._queue import ThreadState, current_state, local
+from ..._core._queue import ThreadState, local
 from .._base import HostRunner
+from .._entry import HOSTING
 from .._parking import (
     CANCELLED,
     PENDING,
@@ -121,7 +123,7 @@ class TrioRunner(HostRunner):
 
     def __init__(self) -> None:
         self._start_mode(_trio_internals.check(), _trio_internals.problem)
-        self.hosting = TrioEntryHook()
+        self.hosting = NativeHosting()
 
     def in_task(self) -> bool:
         if self.internals_ok:
@@ -148,7 +150,7 @@ class TrioRunner(HostRunner):
         return True
 
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
-        if _driver.entry_hook() is None:
+        if HOSTING.trio is None:
             self.hosting.start_if_running()
         task, token = self._current()
         slot = TrioSlot(local.state, task, token)
@@ -174,21 +176,51 @@ class TrioRunner(HostRunner):
         tl.spawn_system_task(adopted, coro, first_yield, name=f"dneio-adopted:{name}")
 
 
+# Sent to an idle host task to make it finish.
+_QUIT = object()
+
+#: Idle hosts kept per run for the next native coroutines.
+_FREE_HOSTS = 8
+
+
 class _Host:
-    """A parked system task that stands in as trio's current task for native code."""
+    """A parked system task that stands in as trio's current task for one native coroutine."""
 
-    __slots__ = ("coro", "runner", "task", "used")
+    __slots__ = ("adopted", "coro", "ended", "idle", "ref", "root", "run", "task")
 
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
+    def __init__(self, run: _Run) -> None:
+        self.run = run
         self.task: Any = None
-        self.coro: Any = None
-        self.used = False
+        self.root: Any = None  # the task's cancel status while no scope is open on it
+        self.coro: Any = None  # the coroutine it carries on, once adopted
+        self.ref: Any = None  # the coroutine it belongs to (a weak reference if possible)
+        self.adopted = False
+        self.ended = False
+        self.idle = False  # parked in its idle wait, and not woken yet
 
     def idle_abort(self, raise_cancel: Any) -> tl.Abort:
-        # Cancelled while idle (the run is ending): go away.
-        self.used = True
-        return tl.Abort.SUCCEEDED
+        if self.task.parent_nursery.cancel_scope.cancel_called:
+            # The run is ending: go away.
+            self.ended = True
+            self.idle = False
+            return tl.Abort.SUCCEEDED
+        # A cancel scope opened by the native coroutine was cancelled while
+        # the coroutine is not in a trio operation (it is suspended in a
+        # native shift, or running).  Like a shielded wait, it sees the
+        # cancellation at its next trio checkpoint inside the scope.  (trio
+        # asks only once, so the host must be ended by hand with the run.)
+        self.run.stuck.add(self)
+        self.run.watch()
+        return tl.Abort.FAILED
+
+    def is_clean(self) -> bool:
+        task = self.task
+        return (
+            not self.ended
+            and task._cancel_status is self.root
+            and not task.child_nurseries
+            and self not in self.run.stuck
+        )
 
 
 async def _host_main(host: _Host) -> Any:
@@ -203,24 +235,71 @@ class _HostLoop:
 
     def __await__(self) -> Generator[Any, Any, Any]:
         host = self.host
-        sent = yield _trio_internals.WaitTaskRescheduled(host.idle_abort)
-        coro, host.coro = host.coro, None
-        if coro is None:
-            return sent.unwrap()
-        # Adopted: the coroutine suspended in a trio operation that registered
-        # this task; what trio sends is for it.
-        return (yield from carry_on(coro, coro.send, sent))
+        try:
+            host.idle = True
+            sent = yield _trio_internals.WaitTaskRescheduled(host.idle_abort)
+            host.idle = False
+            coro, host.coro = host.coro, None
+            if coro is None:
+                if type(sent) is outcome.Value and sent.value is _QUIT:
+                    return None
+                return sent.unwrap()
+            # Adopted: the coroutine suspended in a trio operation that registered
+            # this task; what trio sends is for it.
+            return (yield from carry_on(coro, coro.send, sent))
+        finally:
+            host.ended = True
 
 
-class TrioEntryHook:
-    """Makes native code inside a trio run register a host task of dneio's with trio.
+class _Run:
+    """What the hosting keeps for one trio run."""
+
+    __slots__ = ("free", "runner", "stuck", "token", "watcher")
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.token = runner.trio_token
+        self.free: list[_Host] = []
+        self.stuck: set[_Host] = set()
+        self.watcher: Any = None
+
+    def watch(self) -> None:
+        """Make sure the hosts that refused a cancellation end with the run."""
+        if self.watcher is None:
+            self.watcher = tl.spawn_system_task(_watch_end, self, name="dneio native host watch")
+
+    def end_stuck(self, raise_cancel: Any) -> tl.Abort:
+        # Called once, when the system nursery is cancelled: the run is ending.
+        stuck, self.stuck = self.stuck, set()
+        for host in stuck:
+            _quit(host)
+        return tl.Abort.SUCCEEDED
+
+
+async def _watch_end(run: _Run) -> None:
+    await tl.wait_task_rescheduled(run.end_stuck)
+
+
+def _quit(host: _Host) -> None:
+    """Make an idle host finish (it must be parked in its idle wait)."""
+    if host.ended or host.coro is not None or not host.idle:
+        return
+    host.ended = True
+    host.idle = False
+    tl.reschedule(host.task, outcome.Value(_QUIT))
+
+
+class NativeHosting:
+    """trio's part of the hosting (see ``_hosting``): a host task per native coroutine.
 
     Active only while at least one trio run is (its instrument turns it off
     at the end of the run), and only where trio's internals passed the check.
     """
 
     def __init__(self) -> None:
-        self.runs: set[int] = set()
+        self.runs: dict[int, _Run] = {}
+        # id(coroutine) -> its host.
+        self.records: dict[int, _Host] = {}
 
     def start_if_running(self) -> None:
         if not RUNNER.internals_ok:
@@ -228,66 +307,123 @@ class TrioEntryHook:
         runner = _trio_internals.current_runner_or_none()
         if runner is None or id(runner) in self.runs:
             return
-        self.runs.add(id(runner))
+        self.runs[id(runner)] = _Run(runner)
         tl.add_instrument(_EndOfRun(self, id(runner)))
-        _driver.set_entry_hook(self)
+        HOSTING.trio = self
+        HOSTING.update()
 
     def stop(self, run_id: int) -> None:
-        self.runs.discard(run_id)
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            for key, host in list(self.records.items()):
+                if host.run is run:
+                    del self.records[key]
         if not self.runs:
-            _driver.set_entry_hook(None)
-        current_state().entry_host = None
+            HOSTING.trio = None
+            HOSTING.update()
 
-    def enter(self, st: ThreadState) -> Any:
+    # -- entering and leaving native code ------------------------------------------
+    def enter_in_task(self, coro: Any) -> Any:
         task = _trio_internals.current_task_or_none()
         if task is None:
             return None
-        host = st.entry_host
-        if host is None or host.used or host.runner is not task._runner:
-            if id(task._runner) not in self.runs:
-                # Another thread's run started the hosting: follow this run too.
-                self.start_if_running()
-            host = self._new_host(st, task._runner)
+        return self._enter(coro, task._runner, task)
+
+    def enter_outside_tasks(self, coro: Any) -> Any:
+        runner = _trio_internals.current_runner_or_none()
+        if runner is None:
+            return None
+        return self._enter(coro, runner, None)
+
+    def _enter(self, coro: Any, runner: Any, prev: Any) -> Any:
+        host = self.records.get(id(coro))
+        if host is None or host.run.runner is not runner or host.ended:
+            host = self._host_for(coro, runner)
             if host is None:
                 return None
         _trio_internals.make_current(host.task)
-        return task
+        return (self._leave, prev, host, coro)
 
-    def leave(self, task: Any) -> None:
-        _trio_internals.make_current(task)
+    def _leave(self, token: Any) -> None:
+        _, prev, host, coro = token
+        if prev is None:
+            _trio_internals.clear_current()
+        else:
+            _trio_internals.make_current(prev)
+        if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
+            self._release(coro, host)
 
-    def _new_host(self, st: ThreadState, runner: Any) -> _Host | None:
-        host = _Host(runner)
+    # -- hosts ---------------------------------------------------------------------------
+    def _host_for(self, coro: Any, runner: Any) -> _Host | None:
+        run = self.runs.get(id(runner))
+        if run is None:
+            # Another thread's run started the hosting: follow this run too.
+            self.start_if_running()
+            run = self.runs.get(id(runner))
+            if run is None:
+                return None
+        host = None
+        while run.free:
+            candidate = run.free.pop()
+            if candidate.is_clean():
+                host = candidate
+                break
+        if host is None:
+            host = _Host(run)
+            try:
+                host.task = tl.spawn_system_task(_host_main, host, name="dneio native host")
+                _trio_internals.start_now(host.task)
+            except Exception:  # the system nursery is closed: the run is ending
+                return None
+            host.root = host.task._cancel_status
+        key = id(coro)
         try:
-            host.task = tl.spawn_system_task(_host_main, host, name="dneio native host")
-            _trio_internals.start_now(host.task)
-        except Exception:  # the system nursery is closed: the run is ending
-            return None
-        st.entry_host = host
+            host.ref = weakref.ref(coro, partial(self._gone, key, host))
+        except TypeError:
+            host.ref = coro
+        self.records[key] = host
         return host
 
+    def _release(self, coro: Any, host: _Host) -> None:
+        key = id(coro)
+        if self.records.get(key) is host:
+            del self.records[key]
+        host.ref = None
+        if host.is_clean() and len(host.run.free) < _FREE_HOSTS:
+            host.run.free.append(host)
+        else:
+            _quit(host)
+
+    def _gone(self, key: int, host: _Host, ref: Any) -> None:
+        # The coroutine was collected while it had a host: end the host.
+        if self.records.get(key) is host:
+            del self.records[key]
+        try:
+            host.run.token.run_sync_soon(_quit, host)
+        except Exception:  # the run is over
+            pass
+
     def adopt(self, coro: Any, trap: Any) -> bool:
-        """Let the current host task carry on ``coro``, suspended in ``trap``."""
-        st = current_state()
-        host = st.entry_host
-        if host is None or host.used or _trio_internals.current_task_or_none() is not host.task:
+        """Let ``coro``'s host task carry it on, suspended in ``trap``."""
+        key = id(coro)
+        host = self.records.get(key)
+        if host is None or _trio_internals.current_task_or_none() is not host.task:
             return False
         host.coro = coro
+        host.idle = False
         if not _trio_internals.park_on(host.task, trap):
             host.coro = None
+            host.idle = True
             return False
-        host.used = True
-        # The native code that is still running (whatever resumed ``coro``)
-        # must not go on registering the host that is now coro's: give it a
-        # fresh one.
-        fresh = self._new_host(st, host.runner)
-        if fresh is not None:
-            _trio_internals.make_current(fresh.task)
+        del self.records[key]
+        host.adopted = True
+        host.ref = None
+        host.run.stuck.discard(host)
         return True
 
 
 class _EndOfRun(trio.abc.Instrument):
-    def __init__(self, hosting: TrioEntryHook, run_id: int) -> None:
+    def __init__(self, hosting: NativeHosting, run_id: int) -> None:
         self.hosting = hosting
         self.run_id = run_id
 

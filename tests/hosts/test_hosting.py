@@ -1,0 +1,467 @@
+"""Host timeouts, task groups and nurseries opened inside native code apply to that code only.
+
+A native coroutine started with ``reset()`` inside a host task runs with a
+host task of its own made current (``_hosting``), whoever resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from dneio import reset, shift
+from dneio.testing import ALL_RUNNERS, Harness
+
+# trio and asyncio (uvloop, anyio included): the hosts whose tasks native code runs in.
+HOSTS = pytest.mark.dneio_runners(
+    *(n for n in ALL_RUNNERS if n != "native" and not n.startswith("twisted"))
+)
+
+
+def _current_task(h: Harness) -> Any:
+    if h.base == "trio":
+        import trio
+
+        return trio.lowlevel.current_task()
+    import asyncio
+
+    return asyncio.current_task()
+
+
+async def _sleep(h: Harness, seconds: float) -> None:
+    if h.base == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
+
+@contextlib.asynccontextmanager
+async def _move_on_after(h: Harness, seconds: float, log: list[str]) -> AsyncIterator[None]:
+    """The host's own timeout (anyio's cancel scope on the anyio runners); logs if it fired."""
+    if h.name.startswith("anyio"):
+        import anyio
+
+        with anyio.move_on_after(seconds) as scope:
+            yield
+        log.append(f"timed out: {scope.cancelled_caught}")
+    elif h.base == "trio":
+        import trio
+
+        with trio.move_on_after(seconds) as tscope:
+            yield
+        log.append(f"timed out: {tscope.cancelled_caught}")
+    else:
+        import asyncio
+
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError:
+            log.append("timed out: True")
+        else:
+            log.append("timed out: False")
+
+
+async def _wait_for(h: Harness, log: list[Any], n: int) -> None:
+    for _ in range(1000):
+        if len(log) >= n:
+            return
+        await _sleep(h, 0.002)
+    raise AssertionError(f"gave up waiting: {log}")
+
+
+@HOSTS
+def test_timeout_inside_native_code_cancels_only_that_code(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def native() -> None:
+            async with _move_on_after(h, 0.01, log):
+                await _sleep(h, 10)
+
+        me = _current_task(h)
+        reset(native())
+        # The caller's own waits are not cut short by the native timeout.
+        await _sleep(h, 0.05)
+        assert _current_task(h) is me
+        await _wait_for(h, log, 1)
+        return log
+
+    assert dneio_runner.run(main) == ["timed out: True"]
+
+
+@HOSTS
+def test_native_code_sees_a_task_of_its_own_whoever_resumes_it(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        seen: list[Any] = []
+        box: list[Any] = []
+
+        async def native() -> None:
+            seen.append(_current_task(h))
+            await shift(box.append)
+            seen.append(_current_task(h))
+            await shift(box.append)
+            seen.append(_current_task(h))
+
+        async def other() -> None:
+            seen.append(_current_task(h))
+            await shift(box.append)
+            seen.append(_current_task(h))
+
+        me = _current_task(h)
+        reset(native())
+        reset(other())
+
+        async def resumer() -> None:
+            box.pop(0).send(None)  # native, from another task
+
+        t = h.spawn(resumer)
+        await h.settle()
+        t.get()
+        box.pop(0).send(None)  # other
+        box.pop(0).send(None)  # native again
+        return me, seen
+
+    me, seen = dneio_runner.run(main)
+    # native: the same task at every step; other: a different one; neither is the caller's.
+    assert seen[0] is seen[2] is seen[4]
+    assert seen[1] is seen[3]
+    assert seen[0] is not seen[1]
+    assert me not in seen
+
+
+@HOSTS
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_timeouts_around_a_native_shift(dneio_runner: Harness, where: str) -> None:
+    """A scope opened before or after a native shift, then resumed from another task."""
+
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+        box: list[Any] = []
+
+        async def native() -> None:
+            if where == "after":
+                log.append(await shift(box.append))
+            async with _move_on_after(h, 0.01, log):
+                if where == "before":
+                    log.append(await shift(box.append))
+                await _sleep(h, 10)
+            log.append("after the scope")
+
+        reset(native())
+
+        async def resumer() -> None:
+            box.pop().send("resumed")
+
+        t = h.spawn(resumer)
+        await h.settle()
+        t.get()
+        await _wait_for(h, log, 3)
+        await _sleep(h, 0.02)
+        return log
+
+    assert dneio_runner.run(main) == ["resumed", "timed out: True", "after the scope"]
+
+
+@HOSTS
+def test_scopes_of_two_native_coroutines_interleave(dneio_runner: Harness) -> None:
+    """Each coroutine's scopes are on its own task, so they may close in any order."""
+
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+        box: dict[str, Any] = {}
+
+        async def native(name: str) -> None:
+            async with _move_on_after(h, 5, log):
+                await shift(lambda k: box.__setitem__(name, k))
+            log.append(name)
+
+        reset(native("a"))
+        reset(native("b"))
+        box["a"].send(None)  # a closes its scope first, though b opened its own later
+        box["b"].send(None)
+        await _sleep(h, 0)
+        return log
+
+    assert dneio_runner.run(main) == ["timed out: False", "a", "timed out: False", "b"]
+
+
+@HOSTS
+def test_timeout_expiring_while_parked_natively_comes_at_the_next_host_operation(
+    dneio_runner: Harness,
+) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+        box: list[Any] = []
+
+        async def native(then_sleep: bool) -> None:
+            async with _move_on_after(h, 0.01, log):
+                log.append(await shift(box.append))
+                if then_sleep:
+                    await _sleep(h, 10)
+                log.append("left the scope")
+
+        # The deadline passes while the coroutine waits in a native shift,
+        # which nothing can interrupt: it gets its value...
+        reset(native(True))
+        await _sleep(h, 0.03)
+        box.pop().send("value")
+        # ... and the cancellation at its next host operation inside the scope.
+        await _wait_for(h, log, 2)
+        await _sleep(h, 0.01)
+        # Leaving the scope first: nothing is delivered.
+        reset(native(False))
+        await _sleep(h, 0.03)
+        box.pop().send("value")
+        await _sleep(h, 0.01)
+        return log
+
+    log = dneio_runner.run(main)
+    assert log[:2] == ["value", "timed out: True"]
+    assert log[2:4] == ["value", "left the scope"]
+    # asyncio.timeout and anyio report the expired deadline; trio's
+    # move_on_after says whether it caught a cancellation (it did not).
+    assert log[4] in ("timed out: True", "timed out: False")
+    assert len(log) == 5
+
+
+@HOSTS
+def test_task_groups_and_nurseries_opened_inside_native_code(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+        box: list[Any] = []
+
+        async def child(name: str) -> None:
+            await _sleep(h, 0.001)
+            log.append(name)
+
+        async def native() -> None:
+            await shift(box.append)  # opened after a shift, from another task
+            if h.name.startswith("anyio"):
+                import anyio
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(child, "one")
+                    tg.start_soon(child, "two")
+            elif h.base == "trio":
+                import trio
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(child, "one")
+                    nursery.start_soon(child, "two")
+            else:
+                import asyncio
+
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(child("one"))
+                    tg.create_task(child("two"))
+            log.append("joined")
+
+        reset(native())
+
+        async def resumer() -> None:
+            box.pop().send(None)
+
+        h.spawn(resumer)
+        await _wait_for(h, log, 3)
+        return log
+
+    log = dneio_runner.run(main)
+    assert sorted(log[:2]) == ["one", "two"] and log[2] == "joined"
+
+
+@HOSTS
+def test_a_failing_child_cancels_the_native_coroutine_not_the_caller(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def failing() -> None:
+            await _sleep(h, 0.005)
+            raise ValueError("child failed")
+
+        async def native() -> None:
+            try:
+                if h.name.startswith("anyio"):
+                    import anyio
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(failing)
+                        await _sleep(h, 10)
+                elif h.base == "trio":
+                    import trio
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(failing)
+                        await _sleep(h, 10)
+                else:
+                    import asyncio
+
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(failing())
+                        await _sleep(h, 10)
+            except BaseExceptionGroup as group:
+                log.append(f"group: {[str(e) for e in group.exceptions]}")
+
+        reset(native())
+        await _sleep(h, 0.05)
+        log.append("caller carried on")
+        await _wait_for(h, log, 2)
+        return log
+
+    assert sorted(dneio_runner.run(main)) == ["caller carried on", "group: ['child failed']"]
+
+
+@pytest.mark.dneio_runners("asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "asyncio-deferred")
+def test_asyncio_shield_and_wait_for_inside_native_code(dneio_runner: Harness) -> None:
+    import asyncio
+
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        async def inner() -> str:
+            await asyncio.sleep(0.02)
+            return "shielded result"
+
+        async def native() -> None:
+            shielded = asyncio.ensure_future(inner())
+            try:
+                await asyncio.wait_for(asyncio.shield(shielded), 0.005)
+            except TimeoutError:
+                log.append("timed out")
+            log.append(await shielded)
+
+        reset(native())
+        await asyncio.sleep(0.05)
+        await _wait_for(h, log, 2)
+        return log
+
+    assert dneio_runner.run(main) == ["timed out", "shielded result"]
+
+
+def _run_plain(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_asyncio_run_ends_cleanly_with_native_coroutines_parked_in_timeouts() -> None:
+    """No hang, no "Task was destroyed but it is pending", no host left in all_tasks()."""
+    result = _run_plain(
+        """
+        import asyncio, gc
+        from dneio import reset, shift
+
+        ks = []
+
+        async def native():
+            async with asyncio.timeout(0.01):
+                await shift(ks.append)
+
+        async def main():
+            for _ in range(5):
+                reset(native())
+            await asyncio.sleep(0.03)
+            print("tasks", len(asyncio.all_tasks()))
+
+        asyncio.run(main())
+        ks.clear()
+        gc.collect()
+        print("done")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["tasks", "1", "done"]
+    assert result.stderr == ""
+
+
+def test_trio_run_ends_with_native_coroutines_parked_in_cancelled_scopes() -> None:
+    result = _run_plain(
+        """
+        import trio
+        from dneio import reset, shift
+
+        ks = []
+
+        async def native():
+            with trio.move_on_after(0.01):
+                await shift(ks.append)
+
+        async def main():
+            for _ in range(5):
+                reset(native())
+            await trio.sleep(0.03)
+
+        trio.run(main)
+        print("done")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["done"]
+
+
+@pytest.mark.dneio_runners("asyncio", "uvloop", "anyio-asyncio")
+def test_without_asyncios_private_functions_native_code_runs_in_its_resumers_task(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public-API fallback: what holds and what does not (docs/guarantees.md)."""
+    import asyncio
+
+    from dneio._hosts._entry import HOSTING
+    from dneio._core._registry import get_runner
+
+    monkeypatch.setattr(get_runner("asyncio").hosting, "ok", False)  # type: ignore[attr-defined]
+    monkeypatch.setattr(HOSTING, "asyncio", None)
+
+    async def main(h: Harness) -> Any:
+        seen: list[Any] = []
+        box: list[Any] = []
+
+        async def native() -> None:
+            seen.append(asyncio.current_task())
+            await asyncio.sleep(0)  # adopted: from here on it is a task of its own
+            seen.append(asyncio.current_task())
+            seen.append(await shift(box.append))
+
+        reset(native())
+        await _wait_for(h, box, 1)
+        box.pop().send("value")
+        return asyncio.current_task(), seen
+
+    me, seen = dneio_runner.run(main)
+    # Not hosted: its first steps run in the task that called reset().
+    assert seen[0] is me
+    assert seen[1] is not me and seen[2] == "value"
+
+
+def test_the_asyncio_hosting_guard_notices_misbehaving_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from dneio._hosts._asyncio import _internals as _asyncio_internals
+
+    async def main() -> tuple[bool, str]:
+        probe = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        ok = _asyncio_internals.check_hosting(probe)
+        await probe
+        return ok, _asyncio_internals.hosting_problem
+
+    monkeypatch.setattr(_asyncio_internals, "_unregister_task", lambda task: None)
+    ok, problem = asyncio.run(main())
+    assert not ok and "all_tasks" in problem
+    monkeypatch.setattr(_asyncio_internals, "_register_task", None)
+    ok, problem = asyncio.run(main())
+    assert not ok and "_register_task" in problem
