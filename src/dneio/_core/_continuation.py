@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from typing import Generic, TypeAlias, TypeVar
 
@@ -90,3 +92,47 @@ def spent_error(k: object) -> ContinuationSpentError:
     return ContinuationSpentError(
         f"{k!r} was already resumed; a continuation can be resumed only once"
     )
+
+
+def report_unraisable(exc: BaseException, what: str) -> None:
+    """Hand an error that has nowhere to go to ``sys.unraisablehook``; never raises.
+
+    The default hook accepts only the interpreter's own argument type, which
+    cannot be built from Python: it gets the error the interpreter's way, from
+    a finaliser, with ``what`` in a note.  A hook installed by the program (as
+    pytest does) gets the usual fields, ``err_msg`` included.
+    """
+    hook = sys.unraisablehook
+    if hook is not sys.__unraisablehook__:
+        try:
+            hook(
+                types.SimpleNamespace(
+                    exc_type=type(exc),
+                    exc_value=exc,
+                    exc_traceback=exc.__traceback__,
+                    err_msg=f"dneio: {what}",
+                    object=None,
+                )
+            )
+            return
+        except Exception:
+            pass  # a hook that wants the interpreter's own argument type
+    try:
+        exc.add_note(f"dneio: {what}")
+        _Unraisable(exc)  # reported when dropped, on the next line
+    except Exception:
+        pass
+
+
+class _Unraisable:
+    """Raises its exception when finalised: CPython hands it to ``sys.unraisablehook``."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc: BaseException | None = exc
+
+    def __del__(self) -> None:
+        exc, self.exc = self.exc, None
+        if exc is not None:
+            raise exc

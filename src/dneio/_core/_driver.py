@@ -80,7 +80,7 @@ def entry_hook() -> Any:
 
 
 def set_entry_probe(modules: tuple[str, ...], probe: Any) -> None:
-    """Have ``reset`` call ``probe()`` while no entry hook is set and one of ``modules`` is loaded."""
+    """``reset`` calls ``probe()`` while no entry hook is set and one of ``modules`` is loaded."""
     _py.entry_probe = probe
     _py.entry_probe_modules = modules
     if compiled is not None:

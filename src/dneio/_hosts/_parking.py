@@ -8,14 +8,12 @@ with :class:`ContinuationDropped` instead of leaving it parked forever.
 
 from __future__ import annotations
 
-import sys
 import threading
-import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._core._continuation import AnsweringContinuation, spent_error
+from .._core._continuation import AnsweringContinuation, report_unraisable, spent_error
 from .._core._queue import ThreadState, current_state, release_hold, resume
 
 # Life of a host continuation.
@@ -30,19 +28,6 @@ DROPPED = 6  # the handle was dropped before func returned
 
 # Claims (resume, cancel, drop) of host continuations are atomic across threads.
 _claim_lock = threading.Lock()
-
-
-def report_unraisable(exc: BaseException, what: str) -> None:
-    """Hand an error that has nowhere to go to ``sys.unraisablehook``."""
-    sys.unraisablehook(
-        types.SimpleNamespace(
-            exc_type=type(exc),
-            exc_value=exc,
-            exc_traceback=exc.__traceback__,
-            err_msg=f"dneio: {what}",
-            object=None,
-        )
-    )
 
 
 class ContinuationDropped(RuntimeError):
@@ -139,8 +124,16 @@ class Slot:
         """Report an error nobody can receive (the runner's own way where it has one)."""
         report_unraisable(exc, what)
 
+    def report_safely(self, exc: Exception, what: str) -> None:
+        """``report``, which must not raise: it runs in the middle of a host's cancellation."""
+        try:
+            self.report(exc, what)
+        except BaseException:
+            report_unraisable(exc, what)
+
     # -- resumption --------------------------------------------------------
-    def resume(self, k: object, is_exc: bool, value: Any) -> None:
+    def resume(self, k: object, is_exc: bool, value: Any) -> bool:
+        """Claim and deliver; False (nothing delivered) if the task was cancelled."""
         # Another thread may be resuming or cancelling the same continuation.
         with _claim_lock:
             state = self.state
@@ -149,7 +142,7 @@ class Slot:
             elif state == PENDING:
                 self.state = EARLY
             elif state == CANCELLED:
-                return
+                return False
             else:
                 raise spent_error(k)
             self.is_exc = is_exc
@@ -160,6 +153,7 @@ class Slot:
                 resume(st, self, False, None)
             else:
                 self.call_soon_threadsafe(self.resume_at_home)
+        return True
 
     def resume_at_home(self) -> None:
         resume(self.home, self, False, None)
@@ -207,7 +201,7 @@ class Slot:
                     try:
                         cb()
                     except Exception as exc:
-                        self.report(exc, f"on_cancel callback {cb!r} raised")
+                        self.report_safely(exc, f"on_cancel callback {cb!r} raised")
             finally:
                 release_hold(st, self.call_soon)
         return True
@@ -247,6 +241,14 @@ class HostContinuation(AnsweringContinuation[None, Any, None]):
         self._s.resume(self, True, exc)
 
     __call__ = send
+
+    def _report_error(self, exc: Exception, what: str) -> None:
+        """Report an error nobody can receive, the way this task's host does."""
+        self._s.report_safely(exc, what)
+
+    def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+        # Claimed under the lock that cancellation takes too: exactly one wins.
+        return self._s.resume(self, is_exc, value), None
 
     def is_cancelled(self) -> bool:
         return self._s.state == CANCELLED

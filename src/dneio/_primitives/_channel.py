@@ -10,7 +10,7 @@ from .._core._batch import begin, end
 from .._core._continuation import AnsweringContinuation
 from .._core._shift import shift
 from ._errors import ClosedError, EndOfChannel
-from ._waiters import Waiters, wake_all
+from ._waiters import Waiters, resume_unless_cancelled, wake_all
 
 T = TypeVar("T")
 
@@ -77,19 +77,21 @@ class Channel(Generic[T]):
         if self._closed:
             k.throw(ClosedError("send() on a closed Channel"))
             return
-        if self._receivers:
+        while self._receivers:
             receiver = self._receivers.pop()
-            if receiver is not None:
-                # The buffer is empty whenever a receiver waits: hand over
-                # directly.  Both are claimed before either runs, so neither
-                # can be cancelled by the other's code in between.
-                st = begin()
-                try:
-                    receiver[0].send(item)
+            if receiver is None:
+                break
+            # The buffer is empty whenever a receiver waits: hand over
+            # directly.  Both are claimed before either runs, so neither
+            # can be cancelled by the other's code in between.  A receiver
+            # cancelled from another thread meanwhile takes nothing.
+            st = begin()
+            try:
+                if resume_unless_cancelled(receiver[0], False, item)[0]:
                     k.send(None)
-                finally:
-                    end(st)
-                return
+                    return
+            finally:
+                end(st)
         if len(self._buffer) < self._capacity:
             self._buffer.append(item)
             k.send(None)
@@ -103,10 +105,11 @@ class Channel(Generic[T]):
         """
         if self._closed:
             raise ClosedError("try_send() on a closed Channel")
-        if self._receivers:
+        while self._receivers:
             receiver = self._receivers.pop()
-            if receiver is not None:
-                receiver[0].send(item)
+            if receiver is None:
+                break
+            if resume_unless_cancelled(receiver[0], False, item)[0]:
                 return True
         if len(self._buffer) < self._capacity:
             self._buffer.append(item)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, overload
 
 from .._core._batch import begin, end
-from .._core._continuation import AnsweringContinuation, spent_error
+from .._core._continuation import AnsweringContinuation, report_unraisable, spent_error
 from .._core._shift import shift
+from ._waiters import resume_unless_cancelled
+
+# Claims and withdrawals of branches are atomic across threads.
+_lock = threading.Lock()
 
 T = TypeVar("T")
 T1 = TypeVar("T1")
@@ -56,15 +61,18 @@ class _Race:
         finally:
             end(st)
 
-    def decide(self, winner: Branch[Any] | None) -> None:
-        self.decided = True
+    def withdraw_others(self, winner: Branch[Any] | None) -> None:
+        # Every other branch, even if callbacks of one of them fail.
         for branch in self.branches:
             if branch is not winner:
                 branch.withdraw()
 
     def withdraw_all(self) -> None:
-        if not self.decided:
-            self.decide(None)
+        with _lock:
+            if self.decided:
+                return
+            self.decided = True
+        self.withdraw_others(None)
 
 
 class Branch(AnsweringContinuation[Any, T, Any]):
@@ -96,28 +104,39 @@ class Branch(AnsweringContinuation[Any, T, Any]):
         return f"<first_of branch #{self.index} of {self._race.k!r}>"
 
     def send(self, value: T) -> Any:
-        if self._claim():
-            return self._race.k.send((self.index, value))
-        return None
+        return self._resume_unless_cancelled(False, value)[1]
 
     def throw(self, exc: BaseException) -> Any:
         if not isinstance(exc, BaseException):
             raise TypeError(f"throw() takes an exception instance, not {exc!r}")
-        if self._claim():
-            return self._race.k.throw(exc)
-        return None
+        return self._resume_unless_cancelled(True, exc)[1]
 
     __call__ = send
 
+    def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+        if not self._claim():
+            return False, None
+        k = self._race.k
+        if is_exc:
+            return resume_unless_cancelled(k, True, value)
+        return resume_unless_cancelled(k, False, (self.index, value))
+
     def _claim(self) -> bool:
-        state = self._state
+        race = self._race
+        # Atomic across threads: one branch wins, and a withdrawn one never does.
+        with _lock:
+            state = self._state
+            if state == _WITHDRAWN:
+                return False
+            if state == _WON:
+                raise spent_error(self)
+            if state == _LIVE:
+                if race.decided:
+                    return False  # another branch won; it is withdrawing this one
+                race.decided = True
+            self._state = _WON
         if state == _LIVE:
-            self._race.decide(self)
-        elif state == _WITHDRAWN:
-            return False
-        elif state == _WON:
-            raise spent_error(self)
-        self._state = _WON
+            race.withdraw_others(self)
         return True
 
     def is_cancelled(self) -> bool:
@@ -126,26 +145,50 @@ class Branch(AnsweringContinuation[Any, T, Any]):
     def on_cancel(self, callback: Callable[[], object]) -> None:
         if not callable(callback):
             raise TypeError(f"on_cancel() takes a callable, not {callback!r}")
-        if self._state == _WITHDRAWN:
+        with _lock:
+            withdrawn = self._state == _WITHDRAWN
+            if not withdrawn:
+                if self._callbacks is None:
+                    self._callbacks = [callback]
+                else:
+                    self._callbacks.append(callback)
+        if withdrawn:
             callback()
-        elif self._callbacks is None:
-            self._callbacks = [callback]
-        else:
-            self._callbacks.append(callback)
 
     def shield(self) -> None:
-        if self._state == _LIVE:
-            self._race.decide(self)
+        race = self._race
+        with _lock:
+            if self._state != _LIVE or race.decided:
+                return
+            race.decided = True
             self._state = _COMMITTED
-            self._race.k.shield()
+        race.withdraw_others(self)
+        race.k.shield()
 
     def withdraw(self) -> None:
-        if self._state != _LIVE:
-            return
-        self._state = _WITHDRAWN
-        callbacks, self._callbacks = self._callbacks, None
+        """Withdraw this branch: like the cancellation of a task, its callbacks'
+        errors are reported and do not stop the others."""
+        with _lock:
+            if self._state != _LIVE:
+                return
+            self._state = _WITHDRAWN
+            callbacks, self._callbacks = self._callbacks, None
         for callback in callbacks or ():
-            callback()
+            try:
+                callback()
+            except Exception as exc:
+                _report(self._race.k, exc, f"on_cancel callback {callback!r} of {self!r} raised")
+
+
+def _report(k: Any, exc: Exception, what: str) -> None:
+    """Report an error of a withdrawn branch's callback the way ``k``'s host would."""
+    while isinstance(k, Branch):
+        k = k._race.k
+    report = getattr(k, "_report_error", None)
+    if report is not None:
+        report(exc, what)  # a host continuation: its host's own way
+    else:
+        report_unraisable(exc, what)
 
 
 def _start(

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._core._continuation import AnsweringContinuation
 from .._core._shift import shift
-from ._waiters import Waiters
+from ._waiters import Waiters, resume_unless_cancelled
 
 
 class Lock:
@@ -62,11 +62,14 @@ class Lock:
         """Release the lock, handing it to the longest waiter if there is one."""
         if not self._locked:
             raise RuntimeError("release() of a Lock that is not held")
-        nxt = self._waiters.pop() if self._waiters else None
-        if nxt is None:
-            self._locked = False
-        else:
-            nxt[0].send(None)
+        while self._waiters:
+            nxt = self._waiters.pop()
+            if nxt is None:
+                break
+            # A waiter cancelled from another thread meanwhile does not take it.
+            if resume_unless_cancelled(nxt[0], False, None)[0]:
+                return
+        self._locked = False
 
     async def __aenter__(self) -> None:
         await self.acquire()

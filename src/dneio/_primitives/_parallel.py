@@ -14,6 +14,7 @@ import outcome
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import reset
 from .._core._shift import shift
+from ._waiters import resume_unless_cancelled
 
 T = TypeVar("T")
 T1 = TypeVar("T1")
@@ -54,13 +55,10 @@ class _Gather:
         k, self.k = self.k, None
         if k is None:
             return
-        if k.is_cancelled():
+        if not resume_unless_cancelled(k, False, None)[0] and self.failures:
             # The caller gave up waiting: nobody will look at these results,
             # so an error must surface here, in whoever resumed this child.
-            if self.failures:
-                _raise_first(self.outcomes(), self.failures)
-            return
-        k.send(None)
+            _raise_first(self.outcomes(), self.failures)
 
     def park(self, k: AnsweringContinuation[Any, None, Any]) -> None:
         if self.remaining:

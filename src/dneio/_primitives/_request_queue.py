@@ -10,7 +10,7 @@ from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation
 from .._core._shift import shift
 from ._errors import ClosedError
-from ._waiters import Waiters, wake_all
+from ._waiters import Waiters, resume_unless_cancelled, wake_all
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -48,14 +48,21 @@ class Reply(AnsweringContinuation[Any, Out, Any]):
         return f"<reply to {self._k!r}>"
 
     def send(self, value: Out) -> Any:
-        if self._k.is_cancelled():
+        delivered, answer = resume_unless_cancelled(self._k, False, value)
+        if not delivered:
             raise self._refused(value)
-        return self._k.send(value)
+        return answer
 
     def throw(self, exc: BaseException) -> Any:
-        if self._k.is_cancelled():
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        delivered, answer = resume_unless_cancelled(self._k, True, exc)
+        if not delivered:
             raise self._refused(exc)
-        return self._k.throw(exc)
+        return answer
+
+    def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+        return resume_unless_cancelled(self._k, is_exc, value)
 
     __call__ = send
 
@@ -127,13 +134,16 @@ class RequestQueue(Generic[In, Out]):
         if self._closed is not None:
             k.throw(self._closed)
             return
-        receiver = self._receivers.pop() if self._receivers._line else None
-        if receiver is None:
-            self._requests.push(k, val)
-            return
-        rk, many = receiver
         item = (val, _reply_to(k))
-        rk.send([item] if many else item)
+        while self._receivers._line:
+            receiver = self._receivers.pop()
+            if receiver is None:
+                break
+            rk, many = receiver
+            # A receiver cancelled from another thread meanwhile takes nothing.
+            if resume_unless_cancelled(rk, False, [item] if many else item)[0]:
+                return
+        self._requests.push(k, val)
 
     # -- servers ----------------------------------------------------------------
     async def get_one(self) -> tuple[In, Continuation[Out]]:
@@ -160,7 +170,10 @@ class RequestQueue(Generic[In, Out]):
             self._receivers.push(k, False)
         else:
             rk, val = entry
-            k.send((val, _reply_to(rk)))
+            if not resume_unless_cancelled(k, False, (val, _reply_to(rk)))[0]:
+                # This server was cancelled from another thread meanwhile: the
+                # request goes back to the front of the line.
+                self._requests._line.appendleft(entry)
 
     async def get_many(self) -> list[tuple[In, Continuation[Out]]]:
         """Wait for at least one request; returns every request pending, in order."""
@@ -177,10 +190,14 @@ class RequestQueue(Generic[In, Out]):
         if self._closed is not None:
             k.throw(self._closed)
             return
-        pending = self._take_all()
-        if pending:
-            k.send(pending)
-        else:
+        if not self._requests:
+            self._receivers.push(k, True)
+            return
+        entries = self._requests.pop_all()
+        pending = [(val, _reply_to(rk)) for rk, val in entries]
+        if pending and not resume_unless_cancelled(k, False, pending)[0]:
+            self._requests._line.extendleft(reversed(entries))
+        elif not pending:
             self._receivers.push(k, True)
 
     def fetch_any(self) -> list[tuple[In, Continuation[Out]]]:

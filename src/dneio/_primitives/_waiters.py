@@ -99,3 +99,21 @@ def wake_all(
                 first.add_note(f"another resumed coroutine also raised {exc!r}")
     if first is not None:
         raise first
+
+
+def resume_unless_cancelled(
+    k: AnsweringContinuation[Any, Any, Any], is_exc: bool, value: Any
+) -> tuple[bool, Any]:
+    """Resume ``k`` unless it is cancelled, as one step: ``(delivered, answer)``.
+
+    Checking ``is_cancelled()`` and then resuming leaves a gap in which
+    another thread may cancel the task, and the value would vanish.  dneio's
+    cancellable continuations claim and check at once; for any other kind
+    the check comes first.
+    """
+    atomic = getattr(k, "_resume_unless_cancelled", None)
+    if atomic is not None:
+        return atomic(is_exc, value)  # type: ignore[no-any-return]
+    if k.is_cancelled():
+        return False, None
+    return True, (k.throw(value) if is_exc else k.send(value))

@@ -14,6 +14,7 @@ from typing import Any
 from ..._core._adoption import adopted, carry_on
 from ..._core._queue import ThreadState, local
 from .._base import HostRunner
+from .._entry import HOSTING
 from .._parking import (
     CANCELLED,
     PARKED,
@@ -23,7 +24,6 @@ from .._parking import (
     Slot,
 )
 from . import _internals as _asyncio_internals
-from .._entry import HOSTING
 
 _get_running_loop = asyncio._get_running_loop
 

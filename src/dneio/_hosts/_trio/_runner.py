@@ -12,10 +12,11 @@ import outcome
 import trio
 import trio.lowlevel as tl
 
+from ..._core import _driver_py
 from ..._core._adoption import adopted, carry_on
 from ..._core._queue import ThreadState, local
 from .._base import HostRunner
-from .._entry import HOSTING
+from .._entry import HOSTING, Hosting
 from .._parking import (
     CANCELLED,
     PENDING,
@@ -70,7 +71,31 @@ class TrioSlot(Slot):
 
 
 class TrioContinuation(HostContinuation):
+    """A continuation of a trio task.
+
+    Resuming it is protected from KeyboardInterrupt the way trio protects its
+    own machinery: a Ctrl-C arriving between claiming the parked task and
+    stepping it is delivered to the main task at its next checkpoint instead,
+    so no claimed task is left unwoken (which would hang the run).
+    """
+
     __slots__ = ()
+
+    @tl.enable_ki_protection
+    def send(self, value: Any) -> None:
+        self._s.resume(self, False, value)
+
+    @tl.enable_ki_protection
+    def throw(self, exc: BaseException) -> None:
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"throw() takes an exception instance, not {exc!r}")
+        self._s.resume(self, True, exc)
+
+    __call__ = send
+
+    @tl.enable_ki_protection
+    def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+        return self._s.resume(self, is_exc, value), None
 
     def __repr__(self) -> str:
         s = self._s
@@ -149,6 +174,7 @@ class TrioRunner(HostRunner):
             return False
         return True
 
+    @tl.enable_ki_protection
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         if HOSTING.trio is None:
             self.hosting.start_if_running()
@@ -430,6 +456,12 @@ class _EndOfRun(trio.abc.Instrument):
     def after_run(self) -> None:
         self.hosting.stop(self.run_id)
 
+
+# Entering and leaving a native coroutine's host are trio bookkeeping too: a
+# Ctrl-C in between would leave the wrong task current.
+Hosting.enter = tl.enable_ki_protection(Hosting.enter)  # type: ignore[method-assign]
+Hosting.leave = tl.enable_ki_protection(Hosting.leave)  # type: ignore[method-assign]
+_driver_py.drive = tl.enable_ki_protection(_driver_py.drive)
 
 RUNNER = TrioRunner()
 

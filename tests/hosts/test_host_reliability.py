@@ -1,0 +1,297 @@
+"""Failing callbacks, Ctrl-C, cross-thread replies, guest runs and stopped loops (hosts)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dneio import RequestCancelledError, RequestQueue, first_of, reset, shift
+from dneio._hosts import _parking as hc
+from dneio.testing import ALL_RUNNERS, Harness
+
+# trio and asyncio (uvloop, anyio included).
+HOSTS = pytest.mark.dneio_runners(
+    *(n for n in ALL_RUNNERS if n != "native" and not n.startswith("twisted"))
+)
+
+
+def _run_plain(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a plain interpreter: pytest's own unraisablehook and signal handling off."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# -- an on_cancel callback that raises, under the default sys.unraisablehook -------------
+
+
+@pytest.mark.parametrize("host", ["trio", "asyncio"])
+def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> None:
+    result = _run_plain(
+        f"""
+        import {host}
+        from dneio import shift
+
+        HOST = "{host}"
+        log = []
+
+        async def parked(ks):
+            await shift(ks.append)
+
+        async def main():
+            ks = []
+            if HOST == "trio":
+                import trio.testing
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(parked, ks)
+                    await trio.testing.wait_all_tasks_blocked()
+                    ks[0].on_cancel(lambda: 1 / 0)
+                    ks[0].on_cancel(lambda: log.append("second callback"))
+                    nursery.cancel_scope.cancel()
+            else:
+                import asyncio
+                task = asyncio.get_running_loop().create_task(parked(ks))
+                await asyncio.sleep(0)
+                ks[0].on_cancel(lambda: 1 / 0)
+                ks[0].on_cancel(lambda: log.append("second callback"))
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            log.append("ended")
+
+        {host}.run(main())  if HOST == "asyncio" else {host}.run(main)
+        print(log)
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['second callback', 'ended']"
+    assert "ZeroDivisionError" in result.stderr
+
+
+def test_failing_withdrawn_branch_callback_with_the_default_unraisablehook() -> None:
+    result = _run_plain(
+        """
+        from dneio import first_of, reset
+
+        ks = []
+        log = []
+
+        def op_a(k):
+            ks.append(k)
+
+        def op_b(k):
+            k.on_cancel(lambda: 1 / 0)
+            k.on_cancel(lambda: log.append("b withdrawn"))
+
+        async def main():
+            log.append(await first_of(op_a, op_b))
+
+        reset(main())
+        ks[0].send("a wins")
+        print(log)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['b withdrawn', (0, 'a wins')]"
+    assert "ZeroDivisionError" in result.stderr
+
+
+def test_report_unraisable_survives_a_hook_that_rejects_its_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[Any] = []
+
+    def picky(args: Any) -> None:
+        if type(args).__name__ != "UnraisableHookArgs":
+            raise TypeError("not an UnraisableHookArgs")
+        seen.append(args.exc_value)
+
+    monkeypatch.setattr(sys, "unraisablehook", picky)
+    exc = ValueError("reported")
+    hc.report_unraisable(exc, "testing")
+    assert seen == [exc]
+
+
+# -- first_of: a withdrawn branch's callback raising ----------------------------------------
+
+
+@pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if not n.startswith("twisted")))
+def test_first_of_delivers_the_winner_when_a_withdrawn_branch_callback_raises(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: reported.append(args.exc_value))
+
+    async def main(h: Harness) -> Any:
+        if h.base == "asyncio":
+            import asyncio
+
+            asyncio.get_running_loop().set_exception_handler(
+                lambda loop, ctx: reported.append(ctx["exception"])
+            )
+        ks: list[Any] = []
+        log: list[Any] = []
+
+        def winner(k: Any) -> None:
+            ks.append(k)
+
+        def failing(k: Any) -> None:
+            k.on_cancel(lambda: 1 / 0)
+            k.on_cancel(lambda: log.append("first withdrawn"))
+
+        def other(k: Any) -> None:
+            k.on_cancel(lambda: log.append("second withdrawn"))
+
+        async def waiter() -> None:
+            log.append(await first_of(failing, winner, other))
+
+        if h.cancellable:
+            t = h.spawn(waiter)
+            await h.settle()
+        else:
+            reset(waiter())
+        ks[0].send("value")
+        await h.settle()
+        if h.cancellable:
+            t.get()
+        return log
+
+    assert dneio_runner.run(main) == ["first withdrawn", "second withdrawn", (1, "value")]
+    assert [type(e) for e in reported] == [ZeroDivisionError]
+
+
+# -- a reply from another thread: delivered or refused, never lost ---------------------------
+
+
+@HOSTS
+def test_reply_from_another_thread_is_delivered_or_refused_never_lost(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Widen any gap between looking at the requester and resuming it.
+    original = hc.HostContinuation.is_cancelled
+
+    def slow_is_cancelled(self: Any) -> bool:
+        answer = original(self)
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.003)
+        return answer
+
+    monkeypatch.setattr(hc.HostContinuation, "is_cancelled", slow_is_cancelled)
+    rng = random.Random(11)
+
+    async def trial(h: Harness) -> tuple[str, list[Any]]:
+        queue: RequestQueue[str, str] = RequestQueue()
+        got: list[Any] = []
+
+        async def requester() -> None:
+            got.append(await queue.request("question"))
+
+        t = h.spawn(requester)
+        await h.settle()
+        (_, k), = queue.fetch_any()
+        server: list[str] = []
+
+        def serve() -> None:
+            try:
+                k.send("answer")
+                server.append("sent")
+            except RequestCancelledError as exc:
+                assert exc.value == "answer"
+                server.append("refused")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        time.sleep(rng.random() * 0.006)
+        t.cancel()
+        thread.join()
+        for _ in range(100):
+            await h.settle()
+            if t.done:
+                break
+        assert t.done
+        return server[0], got
+
+    async def main(h: Harness) -> list[tuple[str, list[Any]]]:
+        return [await trial(h) for _ in range(20)]
+
+    for server, got in dneio_runner.run(main):
+        # Exactly one of the two: the requester has the answer, or the server was told.
+        assert (server, got) in (("sent", ["answer"]), ("refused", []))
+
+
+# -- Ctrl-C while a trio task resumes others ----------------------------------------------------
+
+_KI_PROGRAM = """
+import random, sys, threading, time, os, signal
+import trio
+from dneio import shift
+
+N = 2000
+ks = []
+got = []
+sent = []
+
+@trio.lowlevel.enable_ki_protection
+async def receiver():
+    got.append(await shift(ks.append))
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        for _ in range(N):
+            nursery.start_soon(receiver)
+        while len(ks) < N:
+            await trio.sleep(0.001)
+        print("ready", flush=True)
+        for i, k in enumerate(ks):
+            k.send(i)
+            sent.append(i)
+        await trio.sleep(5)
+
+try:
+    trio.run(main)
+except BaseException as exc:
+    group = exc if isinstance(exc, BaseExceptionGroup) else BaseExceptionGroup("", [exc])
+    rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
+    if rest is not None:
+        raise
+missing = sorted(set(sent) - set(got))
+print("missing", len(missing), "sent", len(sent), "got", len(got), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
+    pytest.importorskip("trio")
+    rng = random.Random(1)
+    for _ in range(20):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KI_PROGRAM],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.random() * 0.03)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("trio.run did not end after Ctrl-C") from None
+        assert proc.returncode == 0, err
+        # Every send that returned was delivered.
+        assert out.split()[:2] == ["missing", "0"], out + err
