@@ -295,3 +295,137 @@ def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
         assert proc.returncode == 0, err
         # Every send that returned was delivered.
         assert out.split()[:2] == ["missing", "0"], out + err
+
+
+# -- a trio guest run inside asyncio ---------------------------------------------------------
+
+
+def test_trio_guest_run_inside_asyncio_each_task_served_by_its_own_host() -> None:
+    trio = pytest.importorskip("trio")
+    pytest.importorskip("trio.testing")
+    import asyncio
+
+    from dneio import current_runner
+
+    log: list[Any] = []
+    ks: list[Any] = []
+
+    async def asyncio_task() -> None:
+        me = asyncio.current_task()
+        log.append(("asyncio", current_runner()))
+        log.append(await shift(ks.append))  # resumed from a trio task
+        log.append(("asyncio", current_runner(), asyncio.current_task() is me))
+        log.append(await shift(ks.append))  # the next shift is asyncio's again
+
+        async def native() -> None:
+            await asyncio.sleep(0.001)  # adopted by asyncio, not by the trio guest run
+            log.append(("native", current_runner()))
+
+        reset(native())
+        await asyncio.sleep(0.02)
+
+    async def trio_main() -> None:
+        for value in ("first", "second"):
+            while not ks:
+                await trio.sleep(0.001)
+            ks.pop().send(value)
+            log.append(("trio", current_runner(), asyncio.current_task()))
+        # and the other way round: an asyncio continuation parked by a trio task
+        box: list[Any] = []
+
+        async def trio_waiter() -> None:
+            box.append(await shift(box.append))
+            box.append(current_runner())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            resumed.set_result(box.pop())
+            await trio.sleep(0.05)
+        log.append(tuple(box))
+
+    resumed: asyncio.Future[Any]
+
+    async def main() -> Any:
+        nonlocal resumed
+        loop = asyncio.get_running_loop()
+        resumed = loop.create_future()
+        done: asyncio.Future[Any] = loop.create_future()
+        task = loop.create_task(asyncio_task())
+        trio.lowlevel.start_guest_run(
+            trio_main, run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+        )
+        k = await resumed
+        k.send("from asyncio")  # a trio task resumed from an asyncio task
+        result = await done
+        await task
+        return result
+
+    assert asyncio.run(main()).unwrap() is None
+    assert log == [
+        ("asyncio", "asyncio"),
+        "first",
+        ("asyncio", "asyncio", True),
+        ("trio", "trio", None),
+        "second",
+        ("trio", "trio", None),
+        ("native", "asyncio"),
+        ("from asyncio", "trio"),
+    ]
+
+
+# -- resuming a task whose loop is not running ---------------------------------------------
+
+
+def test_asyncio_continuation_resumed_while_its_loop_is_not_running_is_a_clean_error() -> None:
+    import asyncio
+
+    ks: list[Any] = []
+    log: list[Any] = []
+
+    async def parked() -> None:
+        log.append(await shift(ks.append))
+
+    async def start() -> None:
+        asyncio.get_running_loop().create_task(parked())
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(start())
+        k = ks[0]
+        # Stopped: nothing runs, nothing is claimed.
+        with pytest.raises(RuntimeError, match="not running on this thread"):
+            k.send("stopped")
+
+        async def other_loop() -> None:
+            k.send("other loop")
+
+        with pytest.raises(RuntimeError, match="not running on this thread"):
+            asyncio.run(other_loop())
+        assert log == []
+        # The loop runs again: the same continuation can still be resumed, from inside it.
+        loop.call_soon(k.send, "resumed")
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert log == ["resumed"]
+        # Closed: from this thread and from another one.
+        loop.run_until_complete(start())
+        k = ks[1]
+    finally:
+        loop.close()
+    with pytest.raises(RuntimeError, match="loop is closed"):
+        k.send("closed")
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            k.send("closed, from another thread")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "closed" in str(errors[0])
+    assert log == ["resumed"]

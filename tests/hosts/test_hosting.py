@@ -321,7 +321,9 @@ def test_a_failing_child_cancels_the_native_coroutine_not_the_caller(dneio_runne
     assert sorted(dneio_runner.run(main)) == ["caller carried on", "group: ['child failed']"]
 
 
-@pytest.mark.dneio_runners("asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "asyncio-deferred")
+@pytest.mark.dneio_runners(
+    "asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "asyncio-deferred"
+)
 def test_asyncio_shield_and_wait_for_inside_native_code(dneio_runner: Harness) -> None:
     import asyncio
 
@@ -419,8 +421,8 @@ def test_without_asyncios_private_functions_native_code_runs_in_its_resumers_tas
     """The public-API fallback: what holds and what does not (docs/guarantees.md)."""
     import asyncio
 
-    from dneio._hosts._entry import HOSTING
     from dneio._core._registry import get_runner
+    from dneio._hosts._entry import HOSTING
 
     monkeypatch.setattr(get_runner("asyncio").hosting, "ok", False)  # type: ignore[attr-defined]
     monkeypatch.setattr(HOSTING, "asyncio", None)

@@ -133,7 +133,15 @@ def adopter(yielded: object) -> Host | None:
 
 
 def loop_runner() -> Host | None:
-    """The host runner whose loop is running on this thread, if any."""
+    """The host runner whose loop is running on this thread, if any.
+
+    The host whose task is running comes first: a guest run inside another
+    host's loop is running all the time, but the code of the other host's
+    task is that host's.
+    """
+    runner = task_runner(1)
+    if runner is not None:
+        return runner
     modules = sys.modules
     for module, name in _probes:
         if module in modules:

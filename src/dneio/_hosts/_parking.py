@@ -132,8 +132,18 @@ class Slot:
             report_unraisable(exc, what)
 
     # -- resumption --------------------------------------------------------
+    def check_resumable(self, k: object, here: bool) -> None:
+        """Raise a clear error, before anything is claimed, if the task's loop cannot run it.
+
+        ``here``: the resumer runs on the task's own thread.
+        """
+
     def resume(self, k: object, is_exc: bool, value: Any) -> bool:
         """Claim and deliver; False (nothing delivered) if the task was cancelled."""
+        st = current_state()
+        here = st is self.home
+        if self.state != CANCELLED:  # resuming a cancelled task is a no-op anyway
+            self.check_resumable(k, here)
         # Another thread may be resuming or cancelling the same continuation.
         with _claim_lock:
             state = self.state
@@ -148,11 +158,19 @@ class Slot:
             self.is_exc = is_exc
             self.value = value
         if state == PARKED:
-            st = current_state()
-            if st is self.home:
+            if here:
                 resume(st, self, False, None)
             else:
-                self.call_soon_threadsafe(self.resume_at_home)
+                try:
+                    self.call_soon_threadsafe(self.resume_at_home)
+                except BaseException:
+                    # The loop closed meanwhile: nothing was delivered.
+                    with _claim_lock:
+                        if self.state == RESUMED:
+                            self.state = PARKED
+                            self.value = None
+                            self.is_exc = False
+                    raise
         return True
 
     def resume_at_home(self) -> None:

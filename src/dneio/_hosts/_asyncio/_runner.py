@@ -143,6 +143,20 @@ class AsyncioSlot(Slot):
             {"message": f"dneio: {what}", "exception": exc, "task": self.task}
         )
 
+    def check_resumable(self, k: object, here: bool) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            raise RuntimeError(
+                f"cannot resume {k!r}: its event loop is closed, and the task with it"
+            )
+        if here and _get_running_loop() is not loop:
+            raise RuntimeError(
+                f"cannot resume {k!r} here: its event loop is not running on this thread "
+                "(it is stopped, or another loop runs here); resume it from code running "
+                "in its loop, or schedule the resumption with loop.call_soon(k.send, value) "
+                "to have it run when the loop runs again"
+            )
+
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon_threadsafe(fn)
 

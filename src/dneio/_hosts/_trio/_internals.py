@@ -13,6 +13,7 @@ deferred FIFO mode, which uses only public API.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import outcome
@@ -134,6 +135,9 @@ def step(task: Any, send: Any) -> None:
             f"cannot resume {task!r}: its trio run is over or runs on another thread"
         )
     prev = getattr(ctx, "task", _MISSING)
+    # A trio guest run inside asyncio, resumed from an asyncio task: while
+    # the trio task runs, no asyncio task is running.
+    aio = _asyncio_hidden()
     # What Runner.reschedule does, minus queueing.
     task._abort_func = None
     task.custom_sleep_data = None
@@ -178,6 +182,35 @@ def step(task: Any, send: Any) -> None:
             del ctx.task
         else:
             ctx.task = prev
+        if aio is not None:
+            _asyncio_shown(aio)
+
+
+def _asyncio_hidden() -> Any:
+    """If an asyncio task is current on this thread, make none current; what to restore."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return None
+    from . import _asyncio_internals
+
+    if _asyncio_internals._enter_task is None or _asyncio_internals._leave_task is None:
+        return None
+    current = asyncio.current_task(loop)
+    if current is None:
+        return None
+    _asyncio_internals._leave_task(loop, current)
+    return loop, current
+
+
+def _asyncio_shown(hidden: Any) -> None:
+    from . import _asyncio_internals
+
+    loop, current = hidden
+    assert _asyncio_internals._enter_task is not None
+    _asyncio_internals._enter_task(loop, current)
 
 
 # -- hosting native code ---------------------------------------------------------

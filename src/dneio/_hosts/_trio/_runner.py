@@ -58,6 +58,22 @@ class TrioSlot(Slot):
             return tl.Abort.SUCCEEDED
         return tl.Abort.FAILED
 
+    def check_resumable(self, k: object, here: bool) -> None:
+        if not here:
+            return  # run_sync_soon says if the run is over, and nothing is claimed then
+        if RUNNER.internals_ok:
+            running = _trio_internals.current_runner_or_none() is self.task._runner
+        else:
+            try:
+                running = tl.current_trio_token() is self.token
+            except RuntimeError:
+                running = False
+        if not running:
+            raise RuntimeError(
+                f"cannot resume {k!r} here: its trio run is over, or is not the one "
+                "running on this thread"
+            )
+
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         self.token.run_sync_soon(fn)
 
