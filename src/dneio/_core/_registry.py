@@ -135,14 +135,17 @@ def adopter(yielded: object) -> Host | None:
 def loop_runner() -> Host | None:
     """The host runner whose loop is running on this thread, if any.
 
-    The host whose task is running comes first: a guest run inside another
+    A host whose task is running comes first: a guest run inside another
     host's loop is running all the time, but the code of the other host's
-    task is that host's.
+    task is that host's.  (Nesting hosts adopt only their own awaitables,
+    see ``adopter``.)
     """
-    runner = task_runner(1)
-    if runner is not None:
-        return runner
     modules = sys.modules
+    for module, name in _probes:
+        if module in modules and (module, name) not in _nesting:
+            runner = _loaded.get(name) or _load(name)
+            if runner.in_task():
+                return runner
     for module, name in _probes:
         if module in modules:
             runner = _load(name)

@@ -194,7 +194,7 @@ def _asyncio_hidden() -> Any:
     loop = asyncio._get_running_loop()
     if loop is None:
         return None
-    from . import _asyncio_internals
+    from .._asyncio import _internals as _asyncio_internals
 
     if _asyncio_internals._enter_task is None or _asyncio_internals._leave_task is None:
         return None
@@ -206,7 +206,7 @@ def _asyncio_hidden() -> Any:
 
 
 def _asyncio_shown(hidden: Any) -> None:
-    from . import _asyncio_internals
+    from .._asyncio import _internals as _asyncio_internals
 
     loop, current = hidden
     assert _asyncio_internals._enter_task is not None

@@ -125,12 +125,12 @@ class TwistedSlot(Slot):
         self.cancel_pending = False
         self.status: Any = None
 
-    def resume(self, k: object, is_exc: bool, value: Any) -> None:
+    def resume(self, k: object, is_exc: bool, value: Any) -> bool:
         if self.reactor is None and _local.state is not self.home:
             # From another thread: refuse before claiming, so nothing is lost.
             self.reactor = installed_reactor()
             _hops_for(self.reactor)
-        Slot.resume(self, k, is_exc, value)
+        return Slot.resume(self, k, is_exc, value)
 
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         reactor = self.reactor if self.reactor is not None else installed_reactor()
