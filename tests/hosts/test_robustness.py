@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import sys
 import threading
 import time
@@ -20,9 +21,12 @@ HOSTS = pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if n != "native"))
 def _slow_claim_tracer() -> Any:
     """A tracer that pauses a thread inside the claim, so the other one races it."""
     code = hc.Slot.resume.__code__
+    lines, first = inspect.getsourcelines(hc.Slot.resume)
+    # The first line after the state was read, under the claim lock.
+    pause = first + next(i for i, line in enumerate(lines) if "if state == PARKED" in line)
 
     def local(frame: Any, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lineno == code.co_firstlineno + 4:
+        if event == "line" and frame.f_lineno == pause:
             time.sleep(0.02)
         return local
 
