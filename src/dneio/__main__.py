@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(demo(rest))
     if command == "bench":
-        from ._bench import main as bench
+        from ._tools._bench import main as bench
 
         return int(bench(rest))
     print(f"unknown command {command!r}; expected 'demo' or 'bench'", file=sys.stderr)

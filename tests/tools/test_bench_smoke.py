@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dneio import _bench
+from dneio._tools import _bench
 
 
 def _run(tmp_path: Path, *args: str) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""Native operations: coroutines run by ``reset``, and the plain-Python baselines."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from ...._core._driver import reset
+from ...._core._shift import shift
+from . import api, start_clock, stop_clock
+
+
+def _identity(k: Any) -> Any:
+    return k
+
+
+async def _shift_loop(n: int) -> None:
+    for _ in range(n):
+        await shift(_identity)
+
+
+def shift_resume(n: int) -> float:
+    # ``shift(_identity)`` makes each resumption return the next continuation.
+    k = reset(_shift_loop(n))
+    start = start_clock()
+    for _ in range(n):
+        k = k.send(None)
+    elapsed = stop_clock(start)
+    if k is not None:
+        raise RuntimeError("the shift loop did not finish")
+    return elapsed
+
+
+def _gen_loop() -> Any:
+    while True:
+        yield
+
+
+def generator_send(n: int) -> float:
+    gen = _gen_loop()
+    send = gen.send
+    send(None)
+    start = start_clock()
+    for _ in range(n):
+        send(None)
+    elapsed = stop_clock(start)
+    gen.close()
+    return elapsed
+
+
+def greenlet_switch(n: int) -> float:
+    greenlet: Any = importlib.import_module("greenlet")
+    main = greenlet.getcurrent()
+
+    def body() -> None:
+        switch = main.switch
+        while True:
+            switch()
+
+    child = greenlet.greenlet(body)
+    switch = child.switch
+    switch()
+    start = start_clock()
+    for _ in range(n):
+        switch()
+    elapsed = stop_clock(start)
+    child.throw(greenlet.GreenletExit)
+    return elapsed
+
+
+async def echo_server(queue: Any) -> None:
+    while True:
+        value, k = await queue.get_one()
+        k.send(value)
+
+
+async def requester(queue: Any, n: int, done: list[int] | None = None) -> None:
+    request = queue.request
+    for i in range(n):
+        await request(i)
+    if done is not None:
+        done.append(n)
+
+
+def request(n: int) -> float:
+    queue = api("RequestQueue")()
+    reset(echo_server(queue))
+    done: list[int] = []
+    start = start_clock()
+    # Natively ``reset`` returns once every request has been served: deep
+    # chains of resumptions are trampolined, but within the call.
+    reset(requester(queue, n, done))
+    elapsed = stop_clock(start)
+    if done != [n]:
+        raise RuntimeError("the native requester did not finish")
+    return elapsed
+
+
+def traced_bytes(make: Callable[[], object]) -> int:
+    """Bytes still allocated by ``make()`` while what it returns is alive."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = make()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del kept
+    return after - before
+
+
+def parked_memory(n: int) -> float:
+    async def parked(park: Callable[[Any], None]) -> None:
+        await shift(park)
+
+    def make() -> object:
+        continuations: list[Any] = []
+        park = continuations.append
+        for _ in range(n):
+            reset(parked(park))
+        return continuations
+
+    return float(traced_bytes(make))
