@@ -187,6 +187,92 @@ CASES: tuple[Case, ...] = (
             Variant("parked asyncio task", on_asyncio.parked_memory, "baseline"),
         ),
     ),
+    # What a user writes instead of dneio: a callback API made awaitable (or,
+    # natively, direct style with greenlets), the callback called by another
+    # task later ("later") or by the API at once ("now").
+    Case(
+        name="callback-native",
+        title="callback API in direct style, callback called later by the main loop",
+        unit="ns/op",
+        max_ratio=0.5,
+        goal=">= 2x faster",
+        size=200_000,
+        quick_size=500,
+        scaling_sizes=_DECADES,
+        variants=(
+            Variant("dneio await shift", native.callbacks_shift, "dneio"),
+            Variant("greenlet switch per read", native.callbacks_greenlet, "baseline"),
+        ),
+        missing=_needs(modules=["greenlet"]),
+    ),
+    Case(
+        name="callback-asyncio-later",
+        title="callback API made awaitable in an asyncio task, called later by another task",
+        unit="ns/op",
+        max_ratio=0.5,
+        goal=">= 2x faster",
+        size=50_000,
+        quick_size=200,
+        scaling_sizes=_DECADES[:3],
+        variants=(
+            Variant("dneio await shift", on_asyncio.callbacks_later(on_asyncio.read_shift),
+                    "dneio"),
+            Variant("create_future + set_result",
+                    on_asyncio.callbacks_later(on_asyncio.read_future), "baseline"),
+        ),
+    ),
+    Case(
+        name="callback-asyncio-now",
+        title="callback API made awaitable in an asyncio task, called at once",
+        unit="ns/op",
+        max_ratio=0.5,
+        goal=">= 2x faster",
+        size=100_000,
+        quick_size=200,
+        scaling_sizes=_DECADES[:3],
+        variants=(
+            Variant("dneio await shift", on_asyncio.callbacks_now(on_asyncio.read_shift),
+                    "dneio"),
+            Variant("create_future + set_result",
+                    on_asyncio.callbacks_now(on_asyncio.read_future), "baseline"),
+        ),
+    ),
+    Case(
+        name="callback-trio-later",
+        title="callback API made awaitable in a trio task, called later by another task",
+        unit="ns/op",
+        max_ratio=0.5,
+        goal=">= 2x faster",
+        size=50_000,
+        quick_size=200,
+        scaling_sizes=_DECADES[:3],
+        variants=(
+            Variant("dneio await shift", on_trio.callbacks_later(on_trio.read_shift), "dneio"),
+            Variant("wait_task_rescheduled", on_trio.callbacks_later(on_trio.read_rescheduled),
+                    "baseline"),
+            Variant("trio.Event per read", on_trio.callbacks_later(on_trio.read_event),
+                    "reference"),
+        ),
+        missing=_needs(modules=["trio"]),
+    ),
+    Case(
+        name="callback-trio-now",
+        title="callback API made awaitable in a trio task, called at once",
+        unit="ns/op",
+        max_ratio=0.5,
+        goal=">= 2x faster",
+        size=100_000,
+        quick_size=200,
+        scaling_sizes=_DECADES[:3],
+        variants=(
+            Variant("dneio await shift", on_trio.callbacks_now(on_trio.read_shift), "dneio"),
+            Variant("wait_task_rescheduled", on_trio.callbacks_now(on_trio.read_rescheduled),
+                    "baseline"),
+            Variant("trio.Event per read", on_trio.callbacks_now(on_trio.read_event),
+                    "reference"),
+        ),
+        missing=_needs(modules=["trio"]),
+    ),
     # Last: once Twisted is loaded, a shift in an asyncio task also checks the
     # stack for a Twisted coroutine stepped inside it (docs/guarantees.md).
     Case(
@@ -205,5 +291,6 @@ CASES: tuple[Case, ...] = (
         missing=_needs("RequestQueue", modules=["twisted"]),
     ),
 )
+
 
 CASE_NAMES = tuple(case.name for case in CASES)

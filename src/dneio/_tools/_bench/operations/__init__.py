@@ -10,7 +10,7 @@ instruction count starts and stops (see ``callgrind.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dneio
@@ -20,6 +20,10 @@ _perf_counter = time.perf_counter
 #: Called as the clock starts and as it stops, when a run is being counted
 #: under callgrind; None otherwise.
 markers: tuple[Callable[[], object], Callable[[], object]] | None = None
+
+
+#: A way to read one value from a callback API: ``await read(api.read_later)``.
+Reader = Callable[[Callable[[Any], None]], Awaitable[Any]]
 
 
 def start_clock() -> float:
@@ -51,3 +55,29 @@ def run_asyncio(main: Callable[[], Any]) -> Any:
         return loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+class CallbackAPI:
+    """A callback-style API, the kind a user turns into something awaitable.
+
+    ``read_later(cb)`` keeps ``cb`` for another task (or the main loop of a
+    native program) to call with the value; ``read_now(cb)`` calls it at
+    once, as a cache hit would.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: Callable[[Any], object] | None = None
+
+    def read_later(self, cb: Callable[[Any], object]) -> None:
+        self.pending = cb
+
+    def read_now(self, cb: Callable[[Any], object]) -> None:
+        cb(1)
+
+
+def check_total(total: int, expected: int) -> None:
+    """Every value delivered reached the reader."""
+    if total != expected:
+        raise RuntimeError(f"the reader received a total of {total}, not {expected}")

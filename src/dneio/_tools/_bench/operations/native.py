@@ -10,7 +10,7 @@ from typing import Any
 
 from ...._core._driver import reset
 from ...._core._shift import shift
-from . import api, start_clock, stop_clock
+from . import CallbackAPI, api, check_total, start_clock, stop_clock
 
 
 def _identity(k: Any) -> Any:
@@ -125,3 +125,61 @@ def parked_memory(n: int) -> float:
         return continuations
 
     return float(traced_bytes(make))
+
+
+# -- a callback API in direct style: dneio against greenlet ----------------------
+#
+# The reader reads n values from a CallbackAPI; the program's main loop
+# delivers each one by calling the callback the reader left.
+
+
+def _deliver_all(api: CallbackAPI, n: int) -> None:
+    for i in range(n):
+        cb = api.pending
+        assert cb is not None
+        api.pending = None
+        cb(i)
+
+
+def callbacks_shift(n: int) -> float:
+    api = CallbackAPI()
+    totals: list[int] = []
+
+    async def reader() -> None:
+        total = 0
+        for _ in range(n):
+            total += await shift(api.read_later)
+        totals.append(total)
+
+    reset(reader())
+    start = start_clock()
+    _deliver_all(api, n)
+    elapsed = stop_clock(start)
+    check_total(totals[0], n * (n - 1) // 2)
+    return elapsed
+
+
+def callbacks_greenlet(n: int) -> float:
+    greenlet: Any = importlib.import_module("greenlet")
+    getcurrent = greenlet.getcurrent
+    main = getcurrent()
+    api = CallbackAPI()
+    totals: list[int] = []
+
+    def read(read_cb: Callable[[Any], None]) -> Any:
+        # Direct style: hand the callback this greenlet's switch, and wait in main.
+        read_cb(getcurrent().switch)
+        return main.switch()
+
+    def reader() -> None:
+        total = 0
+        for _ in range(n):
+            total += read(api.read_later)
+        totals.append(total)
+
+    greenlet.greenlet(reader).switch()
+    start = start_clock()
+    _deliver_all(api, n)
+    elapsed = stop_clock(start)
+    check_total(totals[0], n * (n - 1) // 2)
+    return elapsed

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ...._core._driver import reset
-from . import api, run_asyncio, start_clock, stop_clock
+from ...._core._shift import shift
+from . import CallbackAPI, Reader, api, check_total, run_asyncio, start_clock, stop_clock
 from .native import echo_server, requester
 
 
@@ -167,3 +168,73 @@ def parked_memory(n: int) -> float:
 
     result: float = run_asyncio(main)
     return result
+
+
+# -- a callback API turned into an awaitable ----------------------------------------
+#
+# A reader task reads n values from a CallbackAPI.  "later": the main task
+# delivers each value by calling the callback the reader left, then yields
+# with asyncio.sleep(0); "now": the API calls the callback at once.
+
+
+async def read_shift(read_cb: Callable[[Any], None]) -> Any:
+    return await shift(read_cb)
+
+
+async def read_future(read_cb: Callable[[Any], None]) -> Any:
+    # What a user writes without dneio.
+    import asyncio
+
+    fut = asyncio.get_running_loop().create_future()
+    read_cb(fut.set_result)
+    return await fut
+
+
+def callbacks_later(read: Reader) -> Callable[[int], float]:
+    def run(n: int) -> float:
+        import asyncio
+
+        async def reader(api: CallbackAPI) -> int:
+            total = 0
+            for _ in range(n):
+                total += await read(api.read_later)
+            return total
+
+        async def main() -> float:
+            api = CallbackAPI()
+            task = asyncio.get_running_loop().create_task(reader(api))
+            await asyncio.sleep(0)  # the reader leaves its first callback
+            start = start_clock()
+            for i in range(n):
+                while (cb := api.pending) is None:
+                    await asyncio.sleep(0)
+                api.pending = None
+                cb(i)
+                await asyncio.sleep(0)
+            elapsed = stop_clock(start)
+            check_total(await task, n * (n - 1) // 2)
+            return elapsed
+
+        result: float = run_asyncio(main)
+        return result
+
+    return run
+
+
+def callbacks_now(read: Reader) -> Callable[[int], float]:
+    def run(n: int) -> float:
+        async def main() -> float:
+            api = CallbackAPI()
+            read_now = api.read_now
+            total = 0
+            start = start_clock()
+            for _ in range(n):
+                total += await read(read_now)
+            elapsed = stop_clock(start)
+            check_total(total, n)
+            return elapsed
+
+        result: float = run_asyncio(main)
+        return result
+
+    return run
