@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dneio._tools import _bench
+from dneio._tools._bench import callgrind
 
 
 def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -95,3 +96,38 @@ def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _bench.main(["--case", "no-such-case"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_callgrind_without_valgrind_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(callgrind.shutil, "which", lambda name: None)
+    assert _bench.main(["--quick", "--callgrind", "--case", "shift-resume"]) == 2
+    assert "apt-get install valgrind" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(callgrind.valgrind() is None, reason="valgrind is not installed")
+def test_callgrind_counts_instructions_per_operation(tmp_path: Path) -> None:
+    data = _run(
+        tmp_path, "--case", "shift-resume", "--case", "memory",
+        "--callgrind", "--callgrind-size", "20",
+    )
+    shift_resume, memory = data["results"]
+    _check(shift_resume)
+    counted = {f["label"]: f["instructions"] for f in shift_resume["figures"]}
+    for label, count in counted.items():
+        if label == "greenlet switch" and count is None:
+            continue  # greenlet is not installed
+        # A generator send takes at least a few dozen instructions, no round trip millions.
+        assert isinstance(count, float) and 20 < count < 1e6, (label, count)
+    assert shift_resume["instructions_ratio"] == pytest.approx(
+        counted["dneio shift+send"] / counted["generator send"]
+    )
+    assert shift_resume["met"] is shift_resume["met_on_instructions"]
+    assert shift_resume["met_on_instructions"] is (
+        shift_resume["instructions_ratio"] <= shift_resume["max_ratio"]
+    )
+    # Bytes are not counted in instructions.
+    assert memory["instructions_ratio"] is None
+    assert all(f["instructions"] is None for f in memory["figures"])
+    assert memory["met"] is memory["met_on_time"]

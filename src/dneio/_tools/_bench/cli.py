@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from . import callgrind
 from .cases import CASE_NAMES, CASES
 from .measure import Result, measure
 from .report import environment, format_table, plot, table_rows, write_json
@@ -40,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--markdown", action="store_true", help="print the tables in Markdown"
     )
+    parser.add_argument(
+        "--callgrind", action="store_true",
+        help="also count instructions per operation under valgrind's callgrind, and judge "
+        "the goals on their ratios (needs valgrind: apt-get install valgrind)",
+    )
+    parser.add_argument(
+        "--callgrind-size", type=int, metavar="N",
+        help=f"with --callgrind: count runs of N and 2N operations "
+        f"(default {callgrind.DEFAULT_SIZE:,}; {callgrind.QUICK_SIZE} with --quick)",
+    )
     return parser
 
 
@@ -51,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (2 if args.quick else 5)
     if rounds < 1:
         print("--rounds must be at least 1", file=sys.stderr)
+        return 2
+    if args.callgrind_size is not None and args.callgrind_size < 1:
+        print("--callgrind-size must be at least 1", file=sys.stderr)
+        return 2
+    if args.callgrind and callgrind.valgrind() is None:
+        print(callgrind.INSTALL_HINT, file=sys.stderr)
         return 2
     if args.plot:
         try:
@@ -73,6 +90,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case in chosen:
         size = args.size or (case.quick_size if args.quick else case.size)
         results.append(measure(case, size, rounds))
+    failed = False
+    if args.callgrind:
+        n = args.callgrind_size or (callgrind.QUICK_SIZE if args.quick else callgrind.DEFAULT_SIZE)
+        print(
+            f"counting instructions under callgrind: runs of {n:,} and {2 * n:,} operations "
+            "in one child process (a few minutes for every case) ...",
+            file=out, flush=True,
+        )
+        counts = callgrind.count([r.case for r in results if r.status == "ok"], n)
+        if counts.error:
+            print(counts.error, file=sys.stderr)
+            failed = True
+        for result in results:
+            for figure in result.figures:
+                figure.instructions = counts.per_op.get((result.case.name, figure.label))
+        print(
+            "instructions/op: dneio vs baseline, from callgrind; met is judged on the "
+            "instruction ratio where there is one",
+            file=out,
+        )
+        print(file=out)
     print(format_table(table_rows(results), args.markdown), file=out, flush=True)
 
     scaling: list[Result] = []
@@ -94,4 +132,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         plot(scaling, args.plot)
         print(f"\nplot saved to {args.plot}", file=out)
-    return 1 if any(r.status == "error" for r in results + scaling) else 0
+    return 1 if failed or any(r.status == "error" for r in results + scaling) else 0

@@ -39,17 +39,50 @@ def _met(met: bool | None) -> str:
     return "-" if met is None else ("yes" if met else "NO")
 
 
+def _instructions(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _verdict(result: Result) -> str:
+    text = _met(result.met)
+    on_time, on_instructions = result.met_on_time, result.met_on_instructions
+    if on_instructions is not None and on_time is not None and on_time != on_instructions:
+        text += f" (time: {_met(on_time)})"
+    return text
+
+
 def table_rows(results: Sequence[Result]) -> list[list[str]]:
-    """The table as rows of cells, header first."""
-    rows = [["case", "size", "dneio", "baseline", "ratio", "goal", "met"]]
+    """The table as rows of cells, header first.
+
+    Where instructions were counted (``--callgrind``), two more columns show
+    them and their ratio, and the verdict is judged on that ratio.
+    """
+    counted = any(f.instructions is not None for r in results for f in r.figures)
+    header = ["case", "size", "dneio", "baseline", "ratio", "goal", "met"]
+    if counted:
+        header[5:5] = ["instructions/op", "instr ratio"]
+    rows = [header]
+
+    def row(*cells: str, instructions: tuple[str, str] = ("", "")) -> list[str]:
+        out = list(cells)
+        if counted:
+            out[5:5] = list(instructions)
+        return out
+
     for result in results:
         case = result.case
         if result.status != "ok":
-            rows.append([case.name, f"{result.size:,}", result.status, result.note, "", "", ""])
+            rows.append(row(case.name, f"{result.size:,}", result.status, result.note, "", "", ""))
             continue
         mine, theirs = result.figure("dneio"), result.figure("baseline")
+        counts = ("", "")
+        if mine is not None and theirs is not None and mine.instructions is not None:
+            counts = (
+                f"{_instructions(mine.instructions)} vs {_instructions(theirs.instructions)}",
+                _ratio(result.instructions_ratio, case.unit),
+            )
         rows.append(
-            [
+            row(
                 case.name,
                 f"{result.size:,}",
                 _number(mine.value if mine else None, case.unit),
@@ -57,19 +90,28 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
                 f"{theirs.label if theirs else ''}".rstrip(),
                 _ratio(result.ratio, case.unit),
                 case.goal,
-                _met(result.met),
-            ]
+                _verdict(result),
+                instructions=counts,
+            )
         )
         for figure in result.figures:
             if figure.role != "reference":
                 continue
             if figure.value is None:
-                rows.append(["", "", "", f"{figure.label}: skipped ({figure.note})", "", "", ""])
+                rows.append(
+                    row("", "", "", f"{figure.label}: skipped ({figure.note})", "", "", "")
+                )
                 continue
             ratio = mine.value / figure.value if mine and mine.value and figure.value else None
+            counts = ("", "")
+            if mine is not None and mine.instructions and figure.instructions:
+                counts = (
+                    _instructions(figure.instructions),
+                    _ratio(mine.instructions / figure.instructions, case.unit),
+                )
             rows.append(
-                ["", "", "", f"{_number(figure.value, case.unit)} {figure.label}",
-                 _ratio(ratio, case.unit), "(reference)", ""]
+                row("", "", "", f"{_number(figure.value, case.unit)} {figure.label}",
+                    _ratio(ratio, case.unit), "(reference)", "", instructions=counts)
             )
     return rows
 
