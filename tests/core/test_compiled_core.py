@@ -195,3 +195,55 @@ print(log)
         outputs.append(out.stdout)
     assert outputs[0] == outputs[1]
     assert "ContinuationSpentError" in outputs[0]
+
+
+def test_resumption_values_reach_await_and_yield_from_alike() -> None:
+    """None and other values, through ``await`` and ``yield from``, with an exception in hand.
+
+    From CPython 3.12 on, resuming an ``await`` of the compiled ``shift``
+    goes through its iterator methods, where a None result finishes
+    without raising StopIteration; nothing of that may show.
+    """
+    program = r"""
+import sys, types
+from dneio import reset, shift
+
+ks = []
+
+@types.coroutine
+def via_yield_from(func):
+    return (yield from shift(func))
+
+async def reader(how):
+    got = []
+    for _ in range(4):
+        try:
+            raise KeyError("in hand")
+        except KeyError:
+            if how == "await":
+                v = await shift(ks.append)
+            else:
+                v = await via_yield_from(ks.append)
+            got.append((v, sys.exc_info()[0].__name__))
+        got.append(sys.exc_info()[0])
+    return got
+
+for how in ("await", "yield from"):
+    reset(reader(how))
+    for value in (None, 0, (1, 2), None):
+        answer = ks.pop().send(value)
+    print(how, answer)
+"""
+    outputs = []
+    for pure in ("", "1"):
+        env = dict(os.environ, DNEIO_PURE_PYTHON=pure)
+        out = subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.append(out.stdout)
+    assert outputs[0] == outputs[1]
+    expected = (
+        "[(None, 'KeyError'), None, (0, 'KeyError'), None, ((1, 2), 'KeyError'), None, "
+        "(None, 'KeyError'), None]"
+    )
+    assert outputs[0].splitlines() == [f"await {expected}", f"yield from {expected}"]

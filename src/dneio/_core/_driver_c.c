@@ -540,6 +540,37 @@ sh_await(PyObject *self)
     return Py_NewRef(self);
 }
 
+/* Finish with return value ``result`` (stolen) the iterator way: StopIteration.
+ *
+ * From CPython 3.12 on, an ``await`` of an object that is not a native
+ * generator or coroutine no longer goes through am_send: the interpreter
+ * calls tp_iternext when it sends None and the ``send`` method otherwise,
+ * and takes the return value from StopIteration.  So this runs on every
+ * resumption of a native shift there. */
+static PyObject *
+sh_stop(PyObject *result)
+{
+    if (result == Py_None) {
+        /* NULL with no exception set means "finished, returning None" to
+         * every caller of tp_iternext (the await, next(), for loops), and
+         * costs no exception object. */
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, result);
+    Py_DECREF(result);
+    if (e != NULL) {
+#if PY_VERSION_HEX >= 0x030C0000
+        /* Consumed at once by the await: no context to chain. */
+        PyErr_SetRaisedException(e);
+#else
+        PyErr_SetObject(PyExc_StopIteration, e);
+        Py_DECREF(e);
+#endif
+    }
+    return NULL;
+}
+
 static PyObject *
 sh_iternext(Shift *self)
 {
@@ -549,17 +580,7 @@ sh_iternext(Shift *self)
         return result;
     }
     if (r == PYGEN_RETURN) {
-        if (result == Py_None) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
-        else {
-            PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, result);
-            if (e != NULL) {
-                PyErr_SetObject(PyExc_StopIteration, e);
-                Py_DECREF(e);
-            }
-        }
-        Py_DECREF(result);
+        return sh_stop(result);
     }
     return NULL;
 }
@@ -573,12 +594,13 @@ sh_send(Shift *self, PyObject *arg)
         return result;
     }
     if (r == PYGEN_RETURN) {
-        PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, result);
-        if (e != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, e);
-            Py_DECREF(e);
+        if (result == Py_None) {
+            /* A method call has no "finished" without an exception. */
+            Py_DECREF(result);
+            PyErr_SetNone(PyExc_StopIteration);
+            return NULL;
         }
-        Py_DECREF(result);
+        return sh_stop(result);
     }
     return NULL;
 }
