@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ._continuation import AnsweringContinuation, spent_error
 from ._impl import local as _local
 from ._queue import MAX_DEPTH, ThreadState, drain, resume
-from ._registry import adopter, loop_runner, task_runner
+from ._registry import adopter, loop_runner, shift_in_task
 
 _T = TypeVar("_T")
 
@@ -319,7 +319,7 @@ def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     """The generator that serves ``shift(func)`` in the current host task."""
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
-    runner = task_runner(shift_frames)
-    if runner is None:
+    body = shift_in_task(func, shift_frames)
+    if body is None:
         raise RuntimeError(NO_RUNNER_MESSAGE)
-    return runner.shift(func)
+    return body

@@ -32,6 +32,9 @@ class Host(Protocol):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         """Suspend the current task in ``shift(func)``; the body of ``await shift``."""
 
+    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+        """``shift(func)`` if one of this host's tasks is running here, else None."""
+
     def adopt(self, coro: Any, first_yield: Any) -> None:
         """Carry on running ``coro``, suspended at ``first_yield``, as a task of this host."""
 
@@ -118,6 +121,28 @@ def task_runner(skip: int = 0) -> Host | None:
                     if host.inside_other_task(_getframe(2 + skip)):
                         return host
                 return runner
+    return None
+
+
+def shift_in_task(func: Callable[[Any], Any], skip: int = 0) -> Generator[Any, Any, Any] | None:
+    """``shift(func)`` served by the host whose task is running here; None if there is none.
+
+    What ``task_runner(skip).shift(func)`` does, but each host finds its
+    current task once instead of twice (on CPython 3.11 asyncio's look-up
+    of the running loop is a system call).  With a nesting host loaded,
+    which answers from the stack, it is exactly that.
+    """
+    modules = sys.modules
+    for module, _ in _nesting:
+        if module in modules:
+            runner = task_runner(skip + 1)
+            return None if runner is None else runner.shift(func)
+    for module, name in _probes:
+        if module in modules:
+            host = _loaded.get(name) or _load(name)
+            body = host.shift_if_in_task(func)
+            if body is not None:
+                return body
     return None
 
 

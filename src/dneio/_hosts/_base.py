@@ -33,6 +33,13 @@ class HostRunner(ABC):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         """Suspend the current task in ``shift(func)``; the body of ``await shift``."""
 
+    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+        """``shift(func)`` if one of this runner's tasks is running here, else None.
+
+        Runners that find their current task at some cost override it to do so once.
+        """
+        return self.shift(func) if self.in_task() else None
+
     @abstractmethod
     def adopt(self, coro: Any, first_yield: Any) -> None:
         """Carry on running ``coro``, suspended at ``first_yield``, as a task of this runner."""

@@ -207,9 +207,23 @@ class AsyncioRunner(HostRunner):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         loop = _get_running_loop()
         assert loop is not None
+        return self._shift(func, loop, self.current_task(loop))
+
+    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+        # The running loop is looked up once per shift, not twice.
+        loop = _get_running_loop()
+        if loop is None:
+            return None
+        task = self.current_task(loop)
+        if task is None:
+            return None
+        return self._shift(func, loop, task)
+
+    def _shift(
+        self, func: Callable[[Any], Any], loop: asyncio.AbstractEventLoop, task: Any
+    ) -> Generator[Any, Any, Any]:
         if HOSTING.asyncio is None:
             self.hosting.start_if_running()
-        task = self.current_task(loop)
         park = AsyncioSlot(local.state, loop, task)
         if not park.must_wait(func, AsyncioContinuation, self.synchronous):
             return park.outcome()
