@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = args.callgrind_size or (callgrind.QUICK_SIZE if args.quick else callgrind.DEFAULT_SIZE)
         print(
             f"counting instructions under callgrind: runs of {n:,} and {2 * n:,} operations "
-            "in one child process (a few minutes for every case) ...",
+            "in one child process (ten minutes or so for every case) ...",
             file=out, flush=True,
         )
         counts = callgrind.count([r.case for r in results if r.status == "ok"], n)
