@@ -90,7 +90,7 @@ def test_100k_native_waits_keep_the_traceback_short(wait: str) -> None:
 
 
 @pytest.mark.parametrize("wait", list(WAITS))
-def test_waits_on_every_runner_keep_the_traceback_short(runner: Harness, wait: str) -> None:
+def test_waits_on_every_runner_keep_the_traceback_short(dneio_runner: Harness, wait: str) -> None:
     make, op = WAITS[wait]
 
     async def main(h: Harness) -> Any:
@@ -103,11 +103,11 @@ def test_waits_on_every_runner_keep_the_traceback_short(runner: Harness, wait: s
                 lengths.add(_tb_length(exc))
         return lengths
 
-    lengths = runner.run(main)
+    lengths = dneio_runner.run(main)
     assert len(lengths) == 1 and max(lengths) < 20
 
 
-def test_waiters_woken_together_do_not_share_frames(runner: Harness) -> None:
+def test_waiters_woken_together_do_not_share_frames(dneio_runner: Harness) -> None:
     """Closing wakes every waiter with the same exception: each sees only its own frames."""
 
     async def main(h: Harness) -> Any:
@@ -137,7 +137,7 @@ def test_waiters_woken_together_do_not_share_frames(runner: Harness) -> None:
         await h.settle()
         return seen
 
-    seen = runner.run(main)
+    seen = dneio_runner.run(main)
     for kind, frames in seen.items():
         assert len(frames) == 20
         for names in frames:

@@ -24,7 +24,7 @@ from dneio import (
     reset,
     shift,
 )
-from dneio._scheduling import current_state
+from dneio._core._impl import current_state
 from dneio.io import Selector
 from dneio.testing import Harness
 
@@ -308,7 +308,7 @@ def test_closed_native_waiters_do_not_pile_up_in_a_line() -> None:
     event.set()
 
 
-def test_a_request_from_any_runner_waits_for_the_next_server(runner: Harness) -> None:
+def test_a_request_from_any_runner_waits_for_the_next_server(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> Any:
         queue: RequestQueue[int, int] = RequestQueue()
 
@@ -330,7 +330,7 @@ def test_a_request_from_any_runner_waits_for_the_next_server(runner: Harness) ->
         await h.settle()
         return t.get()
 
-    assert runner.run(main) == 102
+    assert dneio_runner.run(main) == 102
 
 
 # -- finalizers during a collection ---------------------------------------------------
@@ -338,7 +338,7 @@ def test_a_request_from_any_runner_waits_for_the_next_server(runner: Harness) ->
 _RSYSCALL_PATTERN = r"""
 import gc, random, sys
 from dneio import RequestQueue, reset
-from dneio._scheduling import current_state
+from dneio._core._impl import current_state
 
 errors = []
 sys.unraisablehook = lambda args: errors.append(repr(args.exc_value))

@@ -12,7 +12,7 @@ import pytest
 from dneio import Event, RequestQueue, reset, shift
 from dneio.testing import ALL_RUNNERS, Harness
 
-HOSTS = pytest.mark.runners(*(n for n in ALL_RUNNERS if n != "native"))
+HOSTS = pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if n != "native"))
 
 var: ContextVar[str] = ContextVar("var", default="unset")
 
@@ -22,6 +22,11 @@ async def _host_sleep(h: Harness, seconds: float) -> None:
         import trio
 
         await trio.sleep(seconds)
+    elif h.base == "twisted":
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
     else:
         import asyncio
 
@@ -57,7 +62,7 @@ def threading_run(fn: Any) -> Any:
     return box[0]
 
 
-def test_each_coroutine_sees_its_own_values_whoever_resumes_it(runner: Harness) -> None:
+def test_each_coroutine_sees_its_own_values_whoever_resumes_it(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> Any:
         var.set("caller")
         seen: list[tuple[str, str]] = []
@@ -101,7 +106,7 @@ def test_each_coroutine_sees_its_own_values_whoever_resumes_it(runner: Harness) 
         assert var.get() == "caller"
         return seen
 
-    assert runner.run(main) == [
+    assert dneio_runner.run(main) == [
         ("a", "a"),
         ("b", "b"),
         ("r", "r"),
@@ -112,7 +117,7 @@ def test_each_coroutine_sees_its_own_values_whoever_resumes_it(runner: Harness) 
 
 
 def test_coroutines_started_inside_others_inherit_and_keep_their_values(
-    runner: Harness,
+    dneio_runner: Harness,
 ) -> None:
     async def main(h: Harness) -> Any:
         seen: list[tuple[str, str]] = []
@@ -140,7 +145,7 @@ def test_coroutines_started_inside_others_inherit_and_keep_their_values(
         seen.append(("task", var.get()))
         return seen
 
-    assert runner.run(main) == [
+    assert dneio_runner.run(main) == [
         ("child starts with", "parent"),
         ("parent after reset", "parent"),
         ("parent", "parent, later"),
@@ -150,7 +155,7 @@ def test_coroutines_started_inside_others_inherit_and_keep_their_values(
 
 
 @HOSTS
-def test_host_tasks_keep_their_context_when_native_code_resumes_them(runner: Harness) -> None:
+def test_host_tasks_keep_their_context_when_native_code_resumes_them(dneio_runner: Harness) -> None:
     """A task resumed synchronously by a native coroutine runs in its own context;
     the native coroutine's comes back afterwards."""
 
@@ -182,12 +187,12 @@ def test_host_tasks_keep_their_context_when_native_code_resumes_them(runner: Har
         return seen
 
     # The order of the two differs between runs and modes; the values never do.
-    assert sorted(runner.run(main)) == [("reply", "task")] * 3 + [("server", "server")] * 3
+    assert sorted(dneio_runner.run(main)) == [("reply", "task")] * 3 + [("server", "server")] * 3
 
 
 @HOSTS
 def test_coroutine_started_in_a_task_inherits_its_values_and_leaves_them_alone(
-    runner: Harness,
+    dneio_runner: Harness,
 ) -> None:
     async def main(h: Harness) -> Any:
         seen: list[str] = []
@@ -206,11 +211,11 @@ def test_coroutine_started_in_a_task_inherits_its_values_and_leaves_them_alone(
         seen.append(var.get())
         return seen
 
-    assert runner.run(main) == ["task", "task", "native", "task"]
+    assert dneio_runner.run(main) == ["task", "task", "native", "task"]
 
 
 @HOSTS
-def test_adopted_coroutine_keeps_running_in_its_own_context(runner: Harness) -> None:
+def test_adopted_coroutine_keeps_running_in_its_own_context(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> Any:
         seen: list[tuple[str, str]] = []
         box: list[Any] = []
@@ -235,7 +240,7 @@ def test_adopted_coroutine_keeps_running_in_its_own_context(runner: Harness) -> 
         await h.settle()
         return seen
 
-    assert runner.run(main) == [
+    assert dneio_runner.run(main) == [
         ("after host sleep", "native"),
         ("after shift", "native"),
         ("end", "native"),
@@ -243,7 +248,7 @@ def test_adopted_coroutine_keeps_running_in_its_own_context(runner: Harness) -> 
 
 
 def test_func_runs_in_the_context_of_whoever_started_or_resumed_the_coroutine(
-    runner: Harness,
+    dneio_runner: Harness,
 ) -> None:
     """The body of shift runs outside the coroutine, at its delimiter: natively the
     caller of reset() or the resumer, in a host task the task itself."""
@@ -282,8 +287,8 @@ def test_func_runs_in_the_context_of_whoever_started_or_resumed_the_coroutine(
 
     # Natively a spawned "task" is one more native coroutine: its func runs
     # in the context of whoever started it.
-    last = "starter" if runner.name == "native" else "in task"
-    assert runner.run(main) == ["starter", "resumer", last]
+    last = "starter" if dneio_runner.name == "native" else "in task"
+    assert dneio_runner.run(main) == ["starter", "resumer", last]
 
 
 def test_decimal_local_context_stays_with_its_coroutine() -> None:
@@ -366,7 +371,7 @@ def test_adopted_without_trio_internals_keeps_its_context(monkeypatch: pytest.Mo
     import trio
     import trio.testing
 
-    from dneio._runner import get_runner
+    from dneio._core._registry import get_runner
 
     runner = get_runner("trio")
     monkeypatch.setattr(runner, "internals_ok", False)
