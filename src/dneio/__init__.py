@@ -8,7 +8,12 @@ order.
 """
 
 from . import _hosts as _hosts  # registers the host runners with the engine
-from ._core._continuation import AnsweringContinuation, Continuation, ContinuationSpentError
+from ._core._continuation import (
+    AnsweringContinuation,
+    Continuation,
+    ContinuationSpentError,
+    CoroutineClosedError,
+)
 from ._core._driver import reset
 from ._core._shift import current_runner, shift
 from ._hosts._parking import ContinuationDropped
@@ -31,6 +36,7 @@ __all__ = [
     "Continuation",
     "ContinuationDropped",
     "ContinuationSpentError",
+    "CoroutineClosedError",
     "EndOfChannel",
     "Event",
     "Future",

@@ -68,6 +68,93 @@ def test_reset_rejects_non_coroutines_before_running_anything() -> None:
     assert ran == []
 
 
+def test_reset_of_a_coroutine_already_started_is_refused_and_runs_nothing() -> None:
+    log: list[str] = []
+    ks: list[Any] = []
+
+    async def f() -> str:
+        log.append("start")
+        await shift(ks.append)
+        log.append("resumed")
+        return "done"
+
+    coro = f()
+    reset(coro)
+    with pytest.raises(RuntimeError, match=r"f\(\) was started already.*k\.send.*nothing was run"):
+        reset(coro)
+    assert log == ["start"]
+    assert ks[0].send("value") == "done"
+    assert log == ["start", "resumed"]
+    with pytest.raises(RuntimeError, match=r"already finished.*reset\(f\(\)\).*nothing was run"):
+        reset(coro)
+
+    async def itself() -> None:
+        reset(me)
+
+    me = itself()
+    with pytest.raises(RuntimeError, match="running right now"):
+        reset(me)
+
+
+def test_reset_accepts_other_kinds_of_coroutines() -> None:
+    """A coroutine that is not a CoroutineType (Cython's, say) runs as well, in its own context."""
+    import collections.abc
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    ks: list[Any] = []
+
+    async def body() -> str:
+        var.set("inside")
+        got = await shift(ks.append)
+        return f"{got} {var.get()}"
+
+    class Other(collections.abc.Coroutine):  # type: ignore[type-arg]
+        def __init__(self) -> None:
+            self._inner = body()
+
+        def send(self, value: Any) -> Any:
+            return self._inner.send(value)
+
+        def throw(self, *args: Any) -> Any:
+            return self._inner.throw(*args)
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def __await__(self) -> Any:
+            return self._inner.__await__()
+
+    reset(Other())
+    assert var.get() == "unset"
+    assert ks[0].send("got") == "got inside"
+
+
+def test_awaiting_the_same_shift_or_request_twice_raises() -> None:
+    queue: dneio.RequestQueue[int, int] = dneio.RequestQueue()
+    served: list[int] = []
+
+    async def server() -> None:
+        while True:
+            val, k = await queue.get_one()
+            served.append(val)
+            k.send(val)
+
+    reset(server())
+
+    results: list[Any] = []
+
+    async def twice(awaitable: Any) -> None:
+        results.append(await awaitable)
+        with pytest.raises(RuntimeError, match="already awaited"):
+            await awaitable
+
+    reset(twice(shift(lambda k: k.send(7))))
+    reset(twice(queue.request(1)))
+    assert results == [7, 1]
+    assert served == [1]  # the second await made no request
+
+
 def test_shift_without_any_runner_says_how_to_fix_it() -> None:
     coro = shift(lambda k: None)
     with pytest.raises(RuntimeError, match=r"dneio\.reset.*trio.*asyncio"):
@@ -194,7 +281,7 @@ def test_continuation_types_work_at_run_time() -> None:
     reset(f())
     assert isinstance(ks[0], AnsweringContinuation)
     assert not ks[0].is_cancelled()
-    ks[0].on_cancel(lambda: pytest.fail("native continuations are never cancelled"))
+    ks[0].on_cancel(lambda: pytest.fail("only closing the coroutine cancels it"))
     ks[0].shield()
     ks[0].send(None)
 

@@ -23,6 +23,17 @@ class ContinuationSpentError(RuntimeError):
     """
 
 
+class CoroutineClosedError(ContinuationSpentError):
+    """A native continuation was resumed after its coroutine was closed.
+
+    Closing a coroutine suspended in ``shift`` (``coro.close()``, or the
+    garbage collector finalizing it) is how a native wait is cancelled: the
+    continuation's ``on_cancel`` callbacks run, ``is_cancelled()`` becomes
+    true, and resuming it raises this error, since there is nothing left to
+    resume.
+    """
+
+
 class AnsweringContinuation(Generic[Answer, Send, Return]):
     """The rest of a coroutine suspended in ``await shift(func)``.
 
@@ -65,13 +76,18 @@ class AnsweringContinuation(Generic[Answer, Send, Return]):
         return self.send(value)
 
     def is_cancelled(self) -> bool:
-        """True once the waiting task has been cancelled; resuming is then a no-op."""
+        """True once the waiting task has been cancelled (natively: its coroutine closed).
+
+        Resuming a cancelled host continuation is a no-op; resuming a native
+        one whose coroutine was closed raises :class:`CoroutineClosedError`.
+        """
         return False
 
     def on_cancel(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once if the waiting task is cancelled (now, if it already is).
 
-        Native continuations are never cancelled, so the callback never runs.
+        Natively, closing the suspended coroutine (``coro.close()``, or the
+        garbage collector finalizing it) is its cancellation.
         """
 
     def shield(self) -> None:
@@ -86,6 +102,14 @@ class AnsweringContinuation(Generic[Answer, Send, Return]):
 
 #: A continuation whose answer and return value are ``None``: the common case.
 Continuation: TypeAlias = AnsweringContinuation[None, _S, None]
+
+
+def closed_error(k: object) -> CoroutineClosedError:
+    return CoroutineClosedError(
+        f"{k!r} cannot be resumed: its coroutine was closed while it waited in shift "
+        "(by coro.close(), or by the garbage collector finalizing it), which cancels a "
+        "native wait; there is nothing left to resume"
+    )
 
 
 def spent_error(k: object) -> ContinuationSpentError:

@@ -22,6 +22,7 @@ if compiled is None:
     NativeContinuation: type[_py.NativeContinuation] = _py.NativeContinuation
     reset = _py.reset
     shift_fast: Any = _py.shift
+    is_live_native = _py.is_live_native
 else:
 
     class _CompiledNativeContinuation(
@@ -29,8 +30,9 @@ else:
     ):
         """A continuation of a coroutine driven by :func:`dneio.reset`.
 
-        It runs the coroutine on whichever thread resumes it.  (``send`` is
-        compiled; the rest is the pure-Python twin's.)
+        It runs the coroutine on whichever thread resumes it, in the
+        coroutine's own ``contextvars`` context.  (``send``, ``is_cancelled``
+        and ``on_cancel`` are compiled; the rest is the pure-Python twin's.)
         """
 
         __slots__ = ()
@@ -38,11 +40,16 @@ else:
         throw = _py.NativeContinuation.throw
         _deliver = _py.NativeContinuation._deliver
         __call__ = compiled.NativeCore.send
+        is_cancelled = compiled.NativeCore.is_cancelled
+        on_cancel = compiled.NativeCore.on_cancel
 
     _CompiledNativeContinuation.__name__ = "NativeContinuation"
     _CompiledNativeContinuation.__qualname__ = "NativeContinuation"
     NativeContinuation = _CompiledNativeContinuation
     _py.continuation_type = _CompiledNativeContinuation
+    # The twin's slow paths meet compiled shift objects as well as park lists.
+    _py.compiled_take_shift = compiled.take_shift
+    is_live_native = compiled.is_live_native
 
     def _probe() -> None:
         if _py.entry_probe is not None:
@@ -59,8 +66,11 @@ else:
         continuation_type=_CompiledNativeContinuation,
         reset=_py.reset,
         start_hosting=_probe,
+        run_cancel_callbacks=_py._run_cancel_callbacks,
+        fresh_coroutine=(_fresh := _py.never_run()),
         max_depth=MAX_DEPTH,
     )
+    _fresh.close()
     compiled.set_host_shift(_py.host_shift)
     _py.shift_frames = 0
     reset = compiled.reset

@@ -1,8 +1,9 @@
 /* The compiled native core of dneio: the hot path of shift and of resuming a
  * native continuation.
  *
- * It mirrors, step for step, the pure-Python twin in _driver_py.py, which stays the reference: everything unusual (a queued or
- * trampolined resumption, the entry hook, a func that fails, a foreign await,
+ * It mirrors, step for step, the pure-Python twin in _driver_py.py, which
+ * stays the reference: everything unusual (a queued or trampolined
+ * resumption, the entry hook, a func that fails, a foreign await,
  * host runners) is handed back to the Python functions registered with
  * setup().  Per-thread state is the ThreadState type defined here, which
  * _impl.py uses in place of its Python twin (_run_context.py).
@@ -12,13 +13,20 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* Where the coroutine struct is known to carry its frame state (3.11 to 3.13),
+ * reset() tells a coroutine that has not started from one that has without
+ * a Python call; elsewhere the Python reset() checks. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+#define DNEIO_FRAME_STATE 1
+#endif
+
 /* Python objects registered by setup(). */
 static PyObject *local_obj = NULL;      /* _impl.local */
-static PyObject *shift_mark = NULL;     /* _driver_py.SHIFT */
+static PyObject *shift_mark = NULL;     /* _driver_py.SHIFT (its repr explains a misrouted shift) */
 static PyObject *py_resume = NULL;      /* _queue.resume(st, k, is_exc, value) */
 static PyObject *py_drain = NULL;       /* _queue.drain(st, reraise) */
 static PyObject *py_func_failed = NULL; /* _driver_py._func_failed(st, coro, k, func, exc) */
-static PyObject *py_after_foreign = NULL; /* _driver_py._after_foreign(st, coro, yielded) */
+static PyObject *py_after_foreign = NULL; /* _driver_py._after_foreign(st, coro, ctx, yielded) */
 static PyObject *py_spent = NULL;       /* _driver_py._raise_spent(k) */
 static PyObject *py_host_shift = NULL;  /* _driver_py.host_shift(func) -> generator */
 static PyObject *continuation_type = NULL; /* _driver_py.NativeContinuation */
@@ -28,6 +36,10 @@ static PyObject *str_state = NULL;
 static PyObject *py_reset = NULL;       /* _driver_py.py_reset, for everything unusual */
 static PyObject *py_entry_probe = NULL; /* calls _driver_py.entry_probe */
 static PyObject *probe_module = NULL;  /* _driver_py.entry_probe_module, or None */
+static PyObject *py_run_cancel_callbacks = NULL; /* _driver_py._run_cancel_callbacks(callbacks) */
+/* The frame state of a coroutine that has not started yet (learnt in setup()). */
+static int created_state = 0;
+static int created_state_known = 0;
 static PyObject *str_enter = NULL;
 static PyObject *str_leave = NULL;
 
@@ -36,7 +48,6 @@ static PyObject *str_leave = NULL;
 typedef struct {
     PyObject_HEAD
     PyObject *driving;
-    PyObject *request;
     PyObject *queue;
     PyObject *entry_host;
     Py_ssize_t depth;
@@ -62,7 +73,6 @@ ts_init(ThreadState *self, PyObject *args, PyObject *kwds)
     }
     Py_XSETREF(self->queue, queue);
     Py_XSETREF(self->driving, Py_NewRef(Py_None));
-    Py_XSETREF(self->request, Py_NewRef(Py_None));
     Py_XSETREF(self->entry_host, Py_NewRef(Py_None));
     self->depth = 0;
     self->hold = 0;
@@ -74,7 +84,6 @@ static int
 ts_traverse(ThreadState *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->driving);
-    Py_VISIT(self->request);
     Py_VISIT(self->queue);
     Py_VISIT(self->entry_host);
     return 0;
@@ -84,7 +93,6 @@ static int
 ts_clear(ThreadState *self)
 {
     Py_CLEAR(self->driving);
-    Py_CLEAR(self->request);
     Py_CLEAR(self->queue);
     Py_CLEAR(self->entry_host);
     return 0;
@@ -100,7 +108,6 @@ ts_dealloc(ThreadState *self)
 
 static PyMemberDef ts_members[] = {
     {"driving", T_OBJECT, offsetof(ThreadState, driving), 0, NULL},
-    {"request", T_OBJECT, offsetof(ThreadState, request), 0, NULL},
     {"queue", T_OBJECT, offsetof(ThreadState, queue), 0, NULL},
     {"entry_host", T_OBJECT, offsetof(ThreadState, entry_host), 0, NULL},
     {"depth", T_PYSSIZET, offsetof(ThreadState, depth), 0, NULL},
@@ -153,12 +160,45 @@ current_state(void)
     return (ThreadState *)st;
 }
 
+/* ------------------------------------------------------------------ shift */
+
+/* The awaitable of shift(func).  Natively it yields itself to the driver,
+ * which takes func from it and hands the continuation a reference to it:
+ * the shift object is where the continuation's on_cancel callbacks wait,
+ * and where closing the coroutine (which closes the shift it is suspended
+ * in) is noticed. */
+enum {
+    SH_INIT,     /* created: obj is func */
+    SH_YIELDED,  /* natively, yielded itself to the driver: obj is still func */
+    SH_PARKED,   /* the driver took func: obj is the on_cancel callbacks (a list) or NULL */
+    SH_HOST,     /* served by a host runner: obj is its generator */
+    SH_DONE,     /* resumed, or over: obj is NULL */
+    SH_CLOSED,   /* the coroutine was closed while parked here: obj is NULL */
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *obj;  /* what the state says (one slot keeps a parked coroutine small) */
+    int state;
+} Shift;
+
+static PyTypeObject Shift_Type;
+
+/* Is ``park`` (a continuation's shift) one whose coroutine was closed? */
+static inline int
+park_closed(PyObject *park)
+{
+    return park != NULL && Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_CLOSED;
+}
+
 /* -------------------------------------------------------- NativeCore (k) */
 
 typedef struct {
     PyObject_HEAD
     PyObject *coro;     /* None once resumed */
     PyObject *claimed;  /* the coroutine of a queued resumption */
+    PyObject *ctx;      /* the coroutine's own contextvars.Context (or None) */
+    PyObject *park;     /* the shift the coroutine is suspended in (or None) */
 } NativeCore;
 
 static PyObject *
@@ -174,6 +214,8 @@ nc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->coro = Py_NewRef(coro);
     self->claimed = Py_NewRef(Py_None);
+    self->ctx = Py_NewRef(Py_None);
+    self->park = Py_NewRef(Py_None);
     return (PyObject *)self;
 }
 
@@ -183,6 +225,8 @@ nc_traverse(NativeCore *self, visitproc visit, void *arg)
     /* The heap subclass's own traverse visits the type. */
     Py_VISIT(self->coro);
     Py_VISIT(self->claimed);
+    Py_VISIT(self->ctx);
+    Py_VISIT(self->park);
     return 0;
 }
 
@@ -191,6 +235,8 @@ nc_clear(NativeCore *self)
 {
     Py_CLEAR(self->coro);
     Py_CLEAR(self->claimed);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->park);
     return 0;
 }
 
@@ -203,9 +249,9 @@ nc_dealloc(NativeCore *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* A fresh continuation of ``coro`` (borrowed). */
+/* A fresh continuation of ``coro`` in ``ctx``, suspended in ``park`` (all borrowed). */
 static PyObject *
-new_continuation(PyObject *coro)
+new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
 {
     PyTypeObject *tp = (PyTypeObject *)continuation_type;
     NativeCore *k = (NativeCore *)tp->tp_alloc(tp, 0);
@@ -214,6 +260,8 @@ new_continuation(PyObject *coro)
     }
     k->coro = Py_NewRef(coro);
     k->claimed = Py_NewRef(Py_None);
+    k->ctx = Py_NewRef(ctx);
+    k->park = Py_NewRef(park);
     return (PyObject *)k;
 }
 
@@ -262,11 +310,15 @@ finish(ThreadState *st, PyObject *answer)
 }
 
 /* One step of the native driver (drive() in _driver_py.py): send ``value`` into
- * ``coro`` and handle what it yields.  Unusual cases go to Python. */
+ * ``coro``, in its context ``ctx``, and handle what it yields.  Unusual cases
+ * go to Python. */
 static PyObject *
-step(ThreadState *st, PyObject *coro, PyObject *value)
+step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
 {
     PyObject *answer = NULL;
+    if (PyContext_Enter(ctx) < 0) {
+        return NULL;
+    }
     PyObject *prev = st->driving;       /* owned by us while replaced */
     st->driving = Py_NewRef(coro);
     PyObject *yielded = NULL;
@@ -274,15 +326,23 @@ step(ThreadState *st, PyObject *coro, PyObject *value)
     PyObject *current = st->driving;
     st->driving = prev;
     Py_DECREF(current);
+    if (PyContext_Exit(ctx) < 0) {
+        if (r != PYGEN_ERROR) {
+            Py_DECREF(yielded);
+        }
+        return NULL;
+    }
     if (r == PYGEN_RETURN) {
         answer = yielded;
     }
     else if (r == PYGEN_NEXT) {
-        if (yielded == shift_mark) {
+        if (Py_IS_TYPE(yielded, &Shift_Type) && ((Shift *)yielded)->state == SH_YIELDED) {
+            /* The coroutine suspended in shift(func): call func(k). */
+            PyObject *func = ((Shift *)yielded)->obj;
+            ((Shift *)yielded)->obj = NULL;
+            ((Shift *)yielded)->state = SH_PARKED;
+            PyObject *k = new_continuation(coro, ctx, yielded);
             Py_DECREF(yielded);
-            PyObject *func = st->request;
-            st->request = Py_NewRef(Py_None);
-            PyObject *k = new_continuation(coro);
             if (k == NULL) {
                 Py_DECREF(func);
             }
@@ -307,7 +367,7 @@ step(ThreadState *st, PyObject *coro, PyObject *value)
         }
         else {
             answer = PyObject_CallFunctionObjArgs(
-                py_after_foreign, (PyObject *)st, coro, yielded, NULL);
+                py_after_foreign, (PyObject *)st, coro, ctx, yielded, NULL);
             Py_DECREF(yielded);
         }
     }
@@ -318,7 +378,8 @@ static PyObject *
 nc_send(NativeCore *self, PyObject *value)
 {
     PyObject *coro = self->coro;
-    if (coro == NULL || coro == Py_None) {
+    if (coro == NULL || coro == Py_None || park_closed(self->park)) {
+        /* Spent, or its coroutine was closed: the error says which. */
         return PyObject_CallOneArg(py_spent, (PyObject *)self);
     }
     self->coro = Py_NewRef(Py_None);  /* we now own the reference to coro */
@@ -353,8 +414,10 @@ nc_send(NativeCore *self, PyObject *value)
             Py_CLEAR(resumer);
         }
     }
+    PyObject *ctx = Py_NewRef(self->ctx);
     st->depth += 1;
-    answer = step(st, coro, value);
+    answer = step(st, coro, ctx, value);
+    Py_DECREF(ctx);
     if (resumer != NULL) {
         PyObject *type, *exc, *tb;
         PyErr_Fetch(&type, &exc, &tb);
@@ -380,40 +443,85 @@ nc_send(NativeCore *self, PyObject *value)
 }
 
 static PyObject *
-nc_get_coro(NativeCore *self, void *closure)
+nc_is_cancelled(NativeCore *self, PyObject *unused)
 {
-    return Py_NewRef(self->coro ? self->coro : Py_None);
-}
-
-static int
-nc_set_coro(NativeCore *self, PyObject *value, void *closure)
-{
-    Py_XSETREF(self->coro, Py_NewRef(value ? value : Py_None));
-    return 0;
+    return Py_NewRef(park_closed(self->park) ? Py_True : Py_False);
 }
 
 static PyObject *
-nc_get_claimed(NativeCore *self, void *closure)
+nc_on_cancel(NativeCore *self, PyObject *callback)
 {
-    return Py_NewRef(self->claimed ? self->claimed : Py_None);
+    if (!PyCallable_Check(callback)) {
+        return PyErr_Format(PyExc_TypeError, "on_cancel() takes a callable, not %R", callback);
+    }
+    PyObject *park = self->park;
+    if (park == NULL || !Py_IS_TYPE(park, &Shift_Type)) {
+        Py_RETURN_NONE;  /* not suspended in a shift: never cancelled */
+    }
+    Shift *sh = (Shift *)park;
+    if (sh->state == SH_CLOSED) {
+        return PyObject_CallNoArgs(callback);
+    }
+    if (sh->state != SH_PARKED) {
+        Py_RETURN_NONE;  /* resumed already: never cancelled */
+    }
+    if (sh->obj == NULL) {
+        sh->obj = PyList_New(0);
+        if (sh->obj == NULL) {
+            return NULL;
+        }
+    }
+    if (PyList_Append(sh->obj, callback) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
-static int
-nc_set_claimed(NativeCore *self, PyObject *value, void *closure)
+static PyObject *
+nc_park_resumed(NativeCore *self, PyObject *unused)
 {
-    Py_XSETREF(self->claimed, Py_NewRef(value ? value : Py_None));
-    return 0;
+    /* Resumed with GeneratorExit thrown in: the shift will see GeneratorExit,
+     * but as a resumption, not as the coroutine being closed. */
+    PyObject *park = self->park;
+    if (park != NULL && Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_PARKED) {
+        ((Shift *)park)->state = SH_DONE;
+        Py_CLEAR(((Shift *)park)->obj);
+    }
+    Py_RETURN_NONE;
 }
+
+#define NC_GETSET(name, field)                                                  \
+    static PyObject *nc_get_##name(NativeCore *self, void *closure)             \
+    {                                                                           \
+        return Py_NewRef(self->field ? self->field : Py_None);                  \
+    }                                                                           \
+    static int nc_set_##name(NativeCore *self, PyObject *value, void *closure)  \
+    {                                                                           \
+        Py_XSETREF(self->field, Py_NewRef(value ? value : Py_None));            \
+        return 0;                                                               \
+    }
+
+NC_GETSET(coro, coro)
+NC_GETSET(claimed, claimed)
+NC_GETSET(ctx, ctx)
+NC_GETSET(park, park)
 
 static PyGetSetDef nc_getset[] = {
     {"_coro", (getter)nc_get_coro, (setter)nc_set_coro, NULL, NULL},
     {"_claimed", (getter)nc_get_claimed, (setter)nc_set_claimed, NULL, NULL},
+    {"_ctx", (getter)nc_get_ctx, (setter)nc_set_ctx, NULL, NULL},
+    {"_park", (getter)nc_get_park, (setter)nc_set_park, NULL, NULL},
     {NULL}
 };
 
 static PyMethodDef nc_methods[] = {
     {"send", (PyCFunction)nc_send, METH_O,
      "Resume the coroutine, making its await shift(...) return value."},
+    {"is_cancelled", (PyCFunction)nc_is_cancelled, METH_NOARGS,
+     "True once the coroutine was closed while suspended; resuming it is then an error."},
+    {"on_cancel", (PyCFunction)nc_on_cancel, METH_O,
+     "Call callback() once if the coroutine is closed while suspended (now, if it was)."},
+    {"_park_resumed", (PyCFunction)nc_park_resumed, METH_NOARGS, NULL},
     {NULL}
 };
 
@@ -431,30 +539,19 @@ static PyTypeObject NativeCore_Type = {
     .tp_getset = nc_getset,
 };
 
-/* ------------------------------------------------------------------ shift */
-
-enum { SH_INIT, SH_NATIVE, SH_HOST, SH_DONE };
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *func;
-    PyObject *gen;   /* the Python generator serving a host runner */
-    int state;
-} Shift;
+/* ------------------------------------------------------- shift, continued */
 
 static int
 sh_traverse(Shift *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->func);
-    Py_VISIT(self->gen);
+    Py_VISIT(self->obj);
     return 0;
 }
 
 static int
 sh_clear(Shift *self)
 {
-    Py_CLEAR(self->func);
-    Py_CLEAR(self->gen);
+    Py_CLEAR(self->obj);
     return 0;
 }
 
@@ -466,8 +563,6 @@ sh_dealloc(Shift *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyTypeObject Shift_Type;
-
 static PyObject *
 shift_fn(PyObject *module, PyObject *func)
 {
@@ -475,11 +570,20 @@ shift_fn(PyObject *module, PyObject *func)
     if (self == NULL) {
         return NULL;
     }
-    self->func = Py_NewRef(func);
-    self->gen = NULL;
+    self->obj = Py_NewRef(func);
     self->state = SH_INIT;
     PyObject_GC_Track(self);
     return (PyObject *)self;
+}
+
+static PyObject *
+reused_error(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "cannot reuse already awaited shift(): each shift(func) (and each "
+                    "request(...) and other dneio operation built on it) can be awaited once; "
+                    "call it again to wait again");
+    return NULL;
 }
 
 static PySendResult
@@ -494,42 +598,41 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
             return PYGEN_ERROR;
         }
         if (st->driving != Py_None) {
-            /* Natively: hand func to the driver, which is waiting for the mark. */
-            Py_SETREF(st->request, self->func);
-            self->func = NULL;
+            /* Natively: hand ourselves (and func) to the driver. */
             Py_DECREF(st);
-            self->state = SH_NATIVE;
-            *result = Py_NewRef(shift_mark);
+            self->state = SH_YIELDED;
+            *result = Py_NewRef(self);
             return PYGEN_NEXT;
         }
         Py_DECREF(st);
-        PyObject *gen = PyObject_CallOneArg(py_host_shift, self->func);
-        Py_CLEAR(self->func);
+        PyObject *gen = PyObject_CallOneArg(py_host_shift, self->obj);
+        Py_CLEAR(self->obj);
         if (gen == NULL) {
             self->state = SH_DONE;
             *result = NULL;
             return PYGEN_ERROR;
         }
-        self->gen = gen;
+        self->obj = gen;
         self->state = SH_HOST;
         arg = Py_None;
     }
     /* fall through */
     case SH_HOST: {
-        PySendResult r = PyIter_Send(self->gen, arg, result);
+        PySendResult r = PyIter_Send(self->obj, arg, result);
         if (r != PYGEN_NEXT) {
             self->state = SH_DONE;
-            Py_CLEAR(self->gen);
+            Py_CLEAR(self->obj);
         }
         return r;
     }
-    case SH_NATIVE:
+    case SH_YIELDED:
+    case SH_PARKED:
         self->state = SH_DONE;
+        Py_CLEAR(self->obj);
         *result = Py_NewRef(arg);
         return PYGEN_RETURN;
     default:
-        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited shift()");
-        *result = NULL;
+        *result = reused_error();
         return PYGEN_ERROR;
     }
 }
@@ -609,7 +712,7 @@ static PyObject *
 sh_throw(Shift *self, PyObject *args)
 {
     if (self->state == SH_HOST) {
-        PyObject *meth = PyObject_GetAttrString(self->gen, "throw");
+        PyObject *meth = PyObject_GetAttrString(self->obj, "throw");
         if (meth == NULL) {
             return NULL;
         }
@@ -617,12 +720,14 @@ sh_throw(Shift *self, PyObject *args)
         Py_DECREF(meth);
         if (r == NULL) {
             self->state = SH_DONE;
-            Py_CLEAR(self->gen);
+            Py_CLEAR(self->obj);
         }
         return r;
     }
-    self->state = SH_DONE;
-    Py_CLEAR(self->func);
+    if (self->state != SH_CLOSED) {
+        self->state = SH_DONE;
+    }
+    Py_CLEAR(self->obj);
     PyObject *typ, *val = NULL, *tb = NULL;
     if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) {
         return NULL;
@@ -643,14 +748,47 @@ static PyObject *
 sh_close(Shift *self, PyObject *unused)
 {
     if (self->state == SH_HOST) {
-        PyObject *r = PyObject_CallMethod(self->gen, "close", NULL);
+        PyObject *r = PyObject_CallMethod(self->obj, "close", NULL);
         self->state = SH_DONE;
-        Py_CLEAR(self->gen);
+        Py_CLEAR(self->obj);
         return r;
     }
-    self->state = SH_DONE;
-    Py_CLEAR(self->func);
+    if (self->state == SH_PARKED) {
+        /* The coroutine is being closed while suspended here (by hand, or by
+         * the garbage collector): that is how a native wait is cancelled.
+         * Its continuation is spent from now on, and whoever holds it learns
+         * of it through its on_cancel callbacks. */
+        self->state = SH_CLOSED;
+        PyObject *callbacks = self->obj;
+        self->obj = NULL;
+        if (callbacks != NULL) {
+            PyObject *r = PyObject_CallOneArg(py_run_cancel_callbacks, callbacks);
+            Py_DECREF(callbacks);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
+    if (self->state != SH_CLOSED) {
+        self->state = SH_DONE;
+    }
+    Py_CLEAR(self->obj);
     Py_RETURN_NONE;
+}
+
+static PyObject *
+sh_repr(Shift *self)
+{
+    if (self->state == SH_YIELDED && shift_mark != NULL) {
+        /* Only an event loop started inside a native coroutine ever sees this. */
+        return PyObject_Repr(shift_mark);
+    }
+    if (self->state == SH_INIT) {
+        return PyUnicode_FromFormat("<dneio shift(%R)>", self->obj);
+    }
+    return PyUnicode_FromString("<dneio shift, awaited>");
 }
 
 static PyMethodDef sh_methods[] = {
@@ -671,6 +809,7 @@ static PyTypeObject Shift_Type = {
     .tp_doc = "An awaitable that suspends the current coroutine in shift(func).",
     .tp_basicsize = sizeof(Shift),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_repr = (reprfunc)sh_repr,
     .tp_traverse = (traverseproc)sh_traverse,
     .tp_clear = (inquiry)sh_clear,
     .tp_dealloc = (destructor)sh_dealloc,
@@ -680,6 +819,7 @@ static PyTypeObject Shift_Type = {
     .tp_methods = sh_methods,
 };
 
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *
@@ -687,14 +827,16 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
         "local", "shift_mark", "resume", "drain", "func_failed", "after_foreign",
-        "spent", "continuation_type", "reset", "start_hosting", "max_depth", NULL};
-    PyObject *a[10];
+        "spent", "continuation_type", "reset", "start_hosting", "run_cancel_callbacks",
+        "fresh_coroutine", "max_depth", NULL};
+    PyObject *a[12];
     Py_ssize_t depth;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOn:setup", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOOn:setup", kwlist,
                                      &a[0], &a[1], &a[2], &a[3], &a[4], &a[5],
-                                     &a[6], &a[7], &a[8], &a[9], &depth)) {
+                                     &a[6], &a[7], &a[8], &a[9], &a[10], &a[11], &depth)) {
         return NULL;
     }
+    Py_XSETREF(py_run_cancel_callbacks, Py_NewRef(a[10]));
     Py_XSETREF(py_entry_probe, Py_NewRef(a[9]));
     Py_XSETREF(py_reset, Py_NewRef(a[8]));
     Py_XSETREF(local_obj, Py_NewRef(a[0]));
@@ -706,13 +848,34 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(py_spent, Py_NewRef(a[6]));
     Py_XSETREF(continuation_type, Py_NewRef(a[7]));
     max_depth = depth;
+#ifdef DNEIO_FRAME_STATE
+    /* Learn how this Python marks a coroutine that has not started. */
+    if (PyCoro_CheckExact(a[11])) {
+        created_state = ((PyCoroObject *)a[11])->cr_frame_state;
+        created_state_known = 1;
+    }
+#endif
     Py_RETURN_NONE;
+}
+
+/* True if ``coro`` (an exact coroutine) has not started yet; -1 on error. */
+static int
+not_started(PyObject *coro)
+{
+#ifdef DNEIO_FRAME_STATE
+    if (created_state_known) {
+        return ((PyCoroObject *)coro)->cr_frame_state == created_state;
+    }
+#endif
+    /* Unknown layout: leave the check to the Python reset. */
+    return 0;
 }
 
 static PyObject *
 reset_fn(PyObject *module, PyObject *coro)
 {
-    if (!PyCoro_CheckExact(coro)) {
+    if (!PyCoro_CheckExact(coro) || !not_started(coro)) {
+        /* Not a coroutine, or one already started: the Python reset explains. */
         return PyObject_CallOneArg(py_reset, coro);
     }
     if (entry_hook == Py_None && probe_module != Py_None) {
@@ -745,14 +908,49 @@ reset_fn(PyObject *module, PyObject *coro)
         Py_DECREF(st);
         return PyObject_CallOneArg(py_reset, coro);
     }
+    /* The coroutine's own context: a copy of the caller's. */
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        Py_DECREF(st);
+        return NULL;
+    }
     Py_INCREF(coro);
     st->depth += 1;
-    PyObject *answer = step(st, coro, Py_None);
+    PyObject *answer = step(st, coro, ctx, Py_None);
     st->depth -= 1;
     answer = finish(st, answer);
+    Py_DECREF(ctx);
     Py_DECREF(st);
     Py_DECREF(coro);
     return answer;
+}
+
+static PyObject *
+take_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "take_shift(yielded, default)");
+        return NULL;
+    }
+    PyObject *yielded = args[0];
+    if (Py_IS_TYPE(yielded, &Shift_Type) && ((Shift *)yielded)->state == SH_YIELDED) {
+        PyObject *func = ((Shift *)yielded)->obj;
+        ((Shift *)yielded)->obj = NULL;
+        ((Shift *)yielded)->state = SH_PARKED;
+        return func;
+    }
+    return Py_NewRef(args[1]);
+}
+
+static PyObject *
+is_live_native(PyObject *module, PyObject *k)
+{
+    /* A native continuation whose coroutine was not closed: what primitives
+     * check before handing a waiter anything (one call instead of two). */
+    if ((PyObject *)Py_TYPE(k) == continuation_type && !park_closed(((NativeCore *)k)->park)) {
+        Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
 }
 
 static PyObject *
@@ -801,6 +999,10 @@ static PyMethodDef module_methods[] = {
      "reset is a plain function and needs no event loop; it may be called from\n"
      "inside trio or asyncio tasks, where it starts an independent coroutine."},
     {"set_host_shift", set_host_shift, METH_O, "Register the host runners' shift."},
+    {"is_live_native", is_live_native, METH_O,
+     "True for a native continuation whose coroutine was not closed."},
+    {"take_shift", (PyCFunction)(void (*)(void))take_shift, METH_FASTCALL,
+     "take_shift(yielded, default): the func of a native shift request, or default."},
     {"shift", shift_fn, METH_O,
      "shift(func)\n--\n\n"
      "Suspend the current coroutine and call func(k) with its continuation k.\n\n"
@@ -839,7 +1041,8 @@ PyInit__driver_c(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "ThreadState", (PyObject *)&ThreadState_Type) < 0
-        || PyModule_AddObjectRef(m, "NativeCore", (PyObject *)&NativeCore_Type) < 0) {
+        || PyModule_AddObjectRef(m, "NativeCore", (PyObject *)&NativeCore_Type) < 0
+        || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

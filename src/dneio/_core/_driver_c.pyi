@@ -3,7 +3,6 @@ from typing import Any
 
 class ThreadState:
     driving: Any
-    request: Any
     queue: Any
     entry_host: Any
     depth: int
@@ -13,8 +12,18 @@ class ThreadState:
 class NativeCore:
     _coro: Any
     _claimed: Any
+    _ctx: Any
+    _park: Any
     def __init__(self, coro: Any = ...) -> None: ...
     def send(self, value: Any) -> Any: ...
+    def is_cancelled(self) -> bool: ...
+    def on_cancel(self, callback: Callable[[], object]) -> None: ...
+    def _park_resumed(self) -> None: ...
+
+ShiftType: type
+
+def take_shift(yielded: Any, default: Any) -> Any: ...
+def is_live_native(k: object) -> bool: ...
 
 def shift(func: Callable[[Any], Any]) -> Coroutine[Any, Any, Any]: ...
 def set_entry_hook(value: Any) -> None: ...
@@ -33,5 +42,7 @@ def setup(
     continuation_type: type,
     reset: Callable[[Any], Any],
     start_hosting: Callable[[], Any],
+    run_cancel_callbacks: Callable[[Any], Any],
+    fresh_coroutine: Any,
     max_depth: int,
 ) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Generator
+from contextvars import Context
 from types import FrameType
 from typing import Any, Protocol, cast
 
@@ -35,8 +36,11 @@ class Host(Protocol):
     def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
         """``shift(func)`` if one of this host's tasks is running here, else None."""
 
-    def adopt(self, coro: Any, first_yield: Any) -> None:
-        """Carry on running ``coro``, suspended at ``first_yield``, as a task of this host."""
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
+        """Carry on running ``coro``, suspended at ``first_yield``, as a task of this host.
+
+        The coroutine goes on in ``context``: its own.
+        """
 
     def mode(self) -> str:
         """``"synchronous"`` or ``"deferred"``."""

@@ -16,14 +16,12 @@ MAX_DEPTH = 40
 class ThreadState:
     """What one thread knows about the coroutines it is running."""
 
-    __slots__ = ("depth", "driving", "entry_host", "hold", "pump_pending", "queue", "request")
+    __slots__ = ("depth", "driving", "entry_host", "hold", "pump_pending", "queue")
 
     def __init__(self) -> None:
         # The coroutine the native driver is stepping right now, or None when
         # the code running belongs to a host task (or to no coroutine at all).
         self.driving: object = None
-        # The function handed to the innermost native ``shift``.
-        self.request: Any = None
         # Nested resumptions on the stack now, and holds on running any.
         self.depth = 0
         self.hold = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
+from contextvars import Context
 from typing import Any
 
 
@@ -41,8 +42,11 @@ class HostRunner(ABC):
         return self.shift(func) if self.in_task() else None
 
     @abstractmethod
-    def adopt(self, coro: Any, first_yield: Any) -> None:
-        """Carry on running ``coro``, suspended at ``first_yield``, as a task of this runner."""
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
+        """Carry on running ``coro``, suspended at ``first_yield``, as a task of this runner.
+
+        The task runs in ``context``: the native coroutine's own.
+        """
 
     #: Whether the private internals synchronous resumption needs passed their check.
     internals_ok: bool = False

@@ -156,7 +156,9 @@ class Slot:
             else:
                 raise spent_error(k)
             self.is_exc = is_exc
-            self.value = value
+            # An exception is raised in the task with the traceback it has
+            # now (others may raise the same object meanwhile).
+            self.value = (value, value.__traceback__) if is_exc else value
         if state == PARKED:
             if here:
                 resume(st, self, False, None)
@@ -190,10 +192,11 @@ class Slot:
         value = self.value
         if self.is_exc:
             self.value = None
+            exc, tb = value
             try:
-                raise value
+                raise exc.with_traceback(tb)
             finally:
-                del value
+                del exc, tb, value
         return value
 
     # -- cancellation --------------------------------------------------------
@@ -234,7 +237,7 @@ class Slot:
                 return
             self.state = RESUMED
             self.is_exc = True
-            self.value = ContinuationDropped(_DROPPED_MESSAGE)
+            self.value = (ContinuationDropped(_DROPPED_MESSAGE), None)
         try:
             self.call_soon_threadsafe(self.resume_at_home)
         except Exception:  # the loop is gone, and the task with it

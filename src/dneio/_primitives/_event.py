@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 from .._core._continuation import AnsweringContinuation
@@ -21,11 +22,13 @@ class Event:
     A waiter cancelled while it waits simply stops waiting.
     """
 
-    __slots__ = ("_closed", "_set", "_waiters")
+    __slots__ = ("_closed", "_closed_tb", "_set", "_waiters")
 
     def __init__(self) -> None:
         self._set = False
         self._closed: BaseException | None = None
+        # Raised afresh from this traceback at every wait (see RequestQueue).
+        self._closed_tb: TracebackType | None = None
         self._waiters: Waiters[None] = Waiters()
 
     def __repr__(self) -> str:
@@ -47,7 +50,7 @@ class Event:
         if self._set:
             k.send(None)
         elif self._closed is not None:
-            k.throw(self._closed)
+            k.throw(self._closed.with_traceback(self._closed_tb))
         else:
             self._waiters.push(k, None)
 
@@ -69,4 +72,5 @@ class Event:
         if exc is None:
             exc = ClosedError("the Event was closed without being set")
         self._closed = exc
+        self._closed_tb = exc.__traceback__
         wake_all(self._waiters.pop_all(), exc, is_exc=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import outcome
@@ -31,12 +32,16 @@ class Future(Generic[T]):
     waiting; the result stays in the future for everyone else.
     """
 
-    __slots__ = ("_done", "_is_exc", "_value", "_waiters")
+    __slots__ = ("_done", "_is_exc", "_tb", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._done = False
         self._is_exc = False
         self._value: Any = None
+        # The exception's traceback when the future got it: every get()
+        # raises it afresh from there, as asyncio.Future does, so that the
+        # waiters' frames do not pile up on it.
+        self._tb: TracebackType | None = None
         self._waiters: Waiters[None] = Waiters()
 
     def __repr__(self) -> str:
@@ -76,7 +81,7 @@ class Future(Generic[T]):
         """Wait until the future is filled; return its value or raise its exception."""
         if self._done:
             if self._is_exc:
-                raise self._value
+                raise self._value.with_traceback(self._tb)
             return self._value  # type: ignore[no-any-return]
         return await shift(self.get_cb)
 
@@ -85,7 +90,7 @@ class Future(Generic[T]):
         if not self._done:
             self._waiters.push(k, None)
         elif self._is_exc:
-            k.throw(self._value)
+            k.throw(self._value.with_traceback(self._tb))
         else:
             k.send(self._value)
 
@@ -118,5 +123,7 @@ class Future(Generic[T]):
         self._done = True
         self._is_exc = is_exc
         self._value = value
+        if is_exc:
+            self._tb = value.__traceback__
         if self._waiters:
             wake_all(self._waiters.pop_all(), value, is_exc)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from functools import partial
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation, Continuation
-from .._core._driver import NativeContinuation
+from .._core._driver import NativeContinuation, is_live_native
 from .._core._shift import shift
 from ._errors import ClosedError
 from ._waiters import Waiters, resume_unless_cancelled, wake_all
@@ -108,13 +109,21 @@ class RequestQueue(Generic[In, Out]):
     and replying to it raises :class:`RequestCancelledError` in the server.
     """
 
-    __slots__ = ("_closed", "_receivers", "_requests")
+    __slots__ = ("_closed", "_closed_tb", "_receivers", "_requests")
 
     def __init__(self) -> None:
         self._requests: Waiters[In] = Waiters()
         # Parked receivers; the payload says whether it wants a list (get_many).
         self._receivers: Waiters[bool] = Waiters()
         self._closed: BaseException | None = None
+        # The closing exception's traceback when it was given: every later
+        # operation raises it afresh from there, so that tracebacks do not
+        # pile up on it (as asyncio.Future does with its exception).
+        self._closed_tb: TracebackType | None = None
+
+    def _closing(self) -> BaseException:
+        assert self._closed is not None
+        return self._closed.with_traceback(self._closed_tb)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed is not None else f"{len(self._requests)} pending"
@@ -132,7 +141,7 @@ class RequestQueue(Generic[In, Out]):
     def request_cb(self, val: In, k: AnsweringContinuation[Any, Out, Any]) -> None:
         """Make request ``val``; the reply resumes ``k``."""
         if self._closed is not None:
-            k.throw(self._closed)
+            k.throw(self._closing())
             return
         item = (val, _reply_to(k))
         while self._receivers._line:
@@ -151,8 +160,8 @@ class RequestQueue(Generic[In, Out]):
         line = self._requests._line
         if line:
             k, val = line[0]
-            if type(k) is NativeContinuation:
-                # The fast path: a native requester, never cancelled.
+            if is_live_native(k):
+                # The fast path: a native requester (it needs no Reply guard).
                 line.popleft()
                 return val, k
         # Through shift even when a request is waiting: under a deferred host
@@ -163,7 +172,7 @@ class RequestQueue(Generic[In, Out]):
     def get_one_cb(self, k: AnsweringContinuation[Any, tuple[In, Continuation[Out]], Any]) -> None:
         """Resume ``k`` with the next request and its reply continuation."""
         if self._closed is not None:
-            k.throw(self._closed)
+            k.throw(self._closing())
             return
         entry = self._requests.pop() if self._requests._line else None
         if entry is None:
@@ -188,7 +197,7 @@ class RequestQueue(Generic[In, Out]):
     ) -> None:
         """Resume ``k`` with a non-empty list of requests, once there is one."""
         if self._closed is not None:
-            k.throw(self._closed)
+            k.throw(self._closing())
             return
         if not self._requests:
             self._receivers.push(k, True)
@@ -206,7 +215,7 @@ class RequestQueue(Generic[In, Out]):
         Raises the closing exception if the queue is closed.
         """
         if self._closed is not None:
-            raise self._closed
+            raise self._closing()
         return self._take_all()
 
     def _take_all(self) -> list[tuple[In, Continuation[Out]]]:
@@ -227,6 +236,7 @@ class RequestQueue(Generic[In, Out]):
         if exc is None:
             exc = ClosedError("the RequestQueue was closed")
         self._closed = exc
+        self._closed_tb = exc.__traceback__
         waiting: list[tuple[AnsweringContinuation[Any, Any, Any], Any]] = []
         waiting += self._requests.pop_all()
         waiting += self._receivers.pop_all()

@@ -6,7 +6,7 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation
-from .._core._driver import NativeContinuation
+from .._core._driver import NativeContinuation, is_live_native
 
 _P = TypeVar("_P")
 
@@ -17,18 +17,22 @@ _COMPACT_AFTER = 16
 class Waiters(Generic[_P]):
     """Continuations waiting their turn, each with a payload.
 
-    A continuation whose task is cancelled while it waits is skipped when
-    its turn comes, so it never receives (and never swallows) what was
-    meant for it.  Cancelled entries are dropped in bulk once they make up
-    half of the line, so a stream of cancelled waiters cannot grow it
-    without bound, and cancelling ``n`` waiters costs ``O(n)`` in total.
+    A continuation whose task is cancelled while it waits (natively: whose
+    coroutine is closed) is skipped when its turn comes, so it never
+    receives (and never swallows) what was meant for it.  Cancelled entries
+    are dropped in bulk once they make up half of the line, so a stream of
+    cancelled waiters cannot grow it without bound, and cancelling ``n``
+    waiters costs ``O(n)`` in total.  Native continuations are not watched
+    one by one (that would cost every wait a callback): the line is swept
+    of closed ones whenever it has doubled since the last sweep.
     """
 
-    __slots__ = ("_dead", "_line")
+    __slots__ = ("_dead", "_line", "_sweep_at")
 
     def __init__(self) -> None:
         self._line: deque[tuple[AnsweringContinuation[Any, Any, Any], _P]] = deque()
         self._dead = 0
+        self._sweep_at = _COMPACT_AFTER
 
     def __bool__(self) -> bool:
         """True if some entry may be waiting (cancelled ones may still be counted)."""
@@ -39,9 +43,12 @@ class Waiters(Generic[_P]):
 
     def push(self, k: AnsweringContinuation[Any, Any, Any], payload: _P) -> None:
         """Put ``k`` at the back of the line."""
-        self._line.append((k, payload))
-        if type(k) is not NativeContinuation:  # native ones are never cancelled
+        line = self._line
+        line.append((k, payload))
+        if type(k) is not NativeContinuation:
             k.on_cancel(self._forget)
+        elif len(line) > self._sweep_at:
+            self._sweep()
 
     def pop(self) -> tuple[AnsweringContinuation[Any, Any, Any], _P] | None:
         """Take the first entry whose continuation is not cancelled, or None."""
@@ -49,9 +56,9 @@ class Waiters(Generic[_P]):
         while line:
             entry = line.popleft()
             k = entry[0]
-            if type(k) is NativeContinuation or not k.is_cancelled():
+            if is_live_native(k) or not k.is_cancelled():
                 return entry
-            if self._dead:
+            if self._dead and type(k) is not NativeContinuation:
                 self._dead -= 1
         return None
 
@@ -60,14 +67,20 @@ class Waiters(Generic[_P]):
         line = self._line
         self._line = deque()
         self._dead = 0
+        self._sweep_at = _COMPACT_AFTER
         return [entry for entry in line if not entry[0].is_cancelled()]
 
     def _forget(self) -> None:
         self._dead += 1
-        line = self._line
-        if self._dead > _COMPACT_AFTER and 2 * self._dead > len(line):
-            self._line = deque(entry for entry in line if not entry[0].is_cancelled())
-            self._dead = 0
+        if self._dead > _COMPACT_AFTER and 2 * self._dead > len(self._line):
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop every cancelled entry."""
+        line = deque(entry for entry in self._line if not entry[0].is_cancelled())
+        self._line = line
+        self._dead = 0
+        self._sweep_at = max(_COMPACT_AFTER, 2 * len(line))
 
 
 def wake_all(
@@ -82,12 +95,16 @@ def wake_all(
     raised once all are resumed (later ones are named in its notes).  A waiter
     that merely lets the thrown ``value`` escape raises nothing here: that
     is the expected end of a waiter told the primitive is closed.
+
+    A thrown exception is thrown into each with the traceback it had here,
+    so that the waiters' frames do not pile up on it.
     """
     first: BaseException | None = None
+    tb = value.__traceback__ if is_exc else None
     for k, _ in entries:
         try:
             if is_exc:
-                k.throw(value)
+                k.throw(value.with_traceback(tb))
             else:
                 k.send(value)
         except BaseException as exc:

@@ -253,11 +253,11 @@ class AsyncioRunner(HostRunner):
             _redeliver_cancel(task, park.cancel_msg)
         return park.outcome()
 
-    def adopt(self, coro: Any, first_yield: Any) -> None:
-        if self.hosting.adopt(coro, first_yield):
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
+        if self.hosting.adopt(coro, first_yield, context):
             return
         loop = asyncio.get_running_loop()
-        task = loop.create_task(adopted(coro, first_yield))
+        task = loop.create_task(adopted(coro, first_yield, context))
         _adopted_tasks.add(task)
         task.add_done_callback(_adopted_done)
 
@@ -344,6 +344,7 @@ class _Host:
         "adopted",
         "cancel_msg",
         "cancel_requested",
+        "context",
         "ended",
         "first_yield",
         "loop",
@@ -359,6 +360,7 @@ class _Host:
         self.park: _IdlePark | None = None
         self.adopted: Any = None  # the coroutine to carry on
         self.first_yield: Any = None  # what it yielded when it was adopted
+        self.context: Context | None = None  # its own context, which it goes on in
         self.cancel_requested = False
         self.cancel_msg: Any = None
         self.quit = False
@@ -404,8 +406,8 @@ class _Host:
                     yield park
                 except BaseException as e:
                     exc = e
-            coro, first = self.adopted, self.first_yield
-            self.adopted = self.first_yield = None
+            coro, first, context = self.adopted, self.first_yield, self.context
+            self.adopted = self.first_yield = self.context = None
             requested, self.cancel_requested = self.cancel_requested, False
             if requested and self.task.cancelling():
                 # Cancelled while the coroutine ran natively: it gets the
@@ -414,12 +416,14 @@ class _Host:
                 cancel = getattr(first, "cancel", None)
                 if cancel is not None:
                     cancel(msg)
-                return (yield from carry_on(coro, coro.throw, asyncio.CancelledError(msg)))
+                return (
+                    yield from carry_on(coro, coro.throw, asyncio.CancelledError(msg), context)
+                )
             try:
                 sent = yield first
             except BaseException as e:
-                return (yield from carry_on(coro, coro.throw, e))
-            return (yield from carry_on(coro, coro.send, sent))
+                return (yield from carry_on(coro, coro.throw, e, context))
+            return (yield from carry_on(coro, coro.send, sent, context))
         finally:
             self.ended = True
 
@@ -640,8 +644,8 @@ class AsyncioHosting:
         except RuntimeError:  # the loop is closed
             pass
 
-    def adopt(self, coro: Any, first_yield: Any) -> bool:
-        """Let ``coro``'s host task carry it on from ``first_yield``."""
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> bool:
+        """Let ``coro``'s host task carry it on from ``first_yield``, in ``context``."""
         key = id(coro)
         host = self.records.get(key)
         if host is None or self.runner.current_task(host.loop) is not host.task:
@@ -650,6 +654,7 @@ class AsyncioHosting:
         host.ref = None
         host.adopted = coro
         host.first_yield = first_yield
+        host.context = context
         task: Any = host.task
         _asyncio_internals.show(task)
         _adopted_tasks.add(task)

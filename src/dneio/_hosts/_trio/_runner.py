@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator
+from contextvars import Context
 from functools import partial
 from typing import Any
 
@@ -211,11 +212,13 @@ class TrioRunner(HostRunner):
                     _fifo_for(slot.token).started(slot.token)
         return slot.outcome()
 
-    def adopt(self, coro: Any, first_yield: Any) -> None:
-        if self.hosting.adopt(coro, first_yield):
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
+        if self.hosting.adopt(coro, first_yield, context):
             return
         name = getattr(coro, "__qualname__", type(coro).__name__)
-        tl.spawn_system_task(adopted, coro, first_yield, name=f"dneio-adopted:{name}")
+        tl.spawn_system_task(
+            adopted, coro, first_yield, context, name=f"dneio-adopted:{name}"
+        )
 
 
 # Sent to an idle host task to make it finish.
@@ -228,13 +231,14 @@ _FREE_HOSTS = 8
 class _Host:
     """A parked system task that stands in as trio's current task for one native coroutine."""
 
-    __slots__ = ("adopted", "coro", "ended", "idle", "ref", "root", "run", "task")
+    __slots__ = ("adopted", "context", "coro", "ended", "idle", "ref", "root", "run", "task")
 
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.task: Any = None
         self.root: Any = None  # the task's cancel status while no scope is open on it
         self.coro: Any = None  # the coroutine it carries on, once adopted
+        self.context: Context | None = None  # that coroutine's own context
         self.ref: Any = None  # the coroutine it belongs to (a weak reference if possible)
         self.adopted = False
         self.ended = False
@@ -287,8 +291,8 @@ class _HostLoop:
                     return None
                 return sent.unwrap()
             # Adopted: the coroutine suspended in a trio operation that registered
-            # this task; what trio sends is for it.
-            return (yield from carry_on(coro, coro.send, sent))
+            # this task; what trio sends is for it.  It goes on in its own context.
+            return (yield from carry_on(coro, coro.send, sent, host.context))
         finally:
             host.ended = True
 
@@ -445,13 +449,14 @@ class NativeHosting:
         except Exception:  # the run is over
             pass
 
-    def adopt(self, coro: Any, trap: Any) -> bool:
-        """Let ``coro``'s host task carry it on, suspended in ``trap``."""
+    def adopt(self, coro: Any, trap: Any, context: Context) -> bool:
+        """Let ``coro``'s host task carry it on, suspended in ``trap``, in ``context``."""
         key = id(coro)
         host = self.records.get(key)
         if host is None or _trio_internals.current_task_or_none() is not host.task:
             return False
         host.coro = coro
+        host.context = context
         host.idle = False
         if not _trio_internals.park_on(host.task, trap):
             host.coro = None

@@ -20,6 +20,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Generator
+from contextvars import Context
 from types import FrameType
 from typing import Any
 
@@ -248,8 +249,8 @@ class TwistedRunner(HostRunner):
             raise defer.CancelledError()
         return slot.outcome()
 
-    def adopt(self, coro: Any, first_yield: Any) -> None:
-        d = defer.Deferred.fromCoroutine(adopted(coro, first_yield))
+    def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
+        d = defer.Deferred.fromCoroutine(adopted(coro, first_yield, context))
         d.addErrback(_adopted_failed)
 
     def adopts(self, yielded: object) -> bool:
