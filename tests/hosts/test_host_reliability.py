@@ -39,6 +39,7 @@ def _run_plain(code: str, timeout: float = 60) -> subprocess.CompletedProcess[st
 
 @pytest.mark.parametrize("host", ["trio", "asyncio"])
 def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> None:
+    pytest.importorskip(host)
     result = _run_plain(
         f"""
         import {host}

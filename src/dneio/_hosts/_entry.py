@@ -68,23 +68,33 @@ class Hosting:
     def enter(self, st: Any, coro: Any) -> Any:
         """Make ``coro``'s host current; returns what ``leave`` needs, or None."""
         trio = self.trio
-        if trio is None and "trio" in sys.modules:
-            # The hook is on for asyncio: a trio run may have started since.
-            self._start_trio()
-            trio = self.trio
         if trio is not None:
             token = trio.enter_in_task(coro)
             if token is not None:
                 return token
         aio = self.asyncio
-        if aio is None and "asyncio" in sys.modules:
-            self._start_asyncio()
-            aio = self.asyncio
         if aio is not None:
             token = aio.enter(coro, True)
             if token is not None:
                 return token
-        # No task is running (a loop callback, or code outside any loop).
+        # Not in a task of an active part: a part that has not started yet
+        # (the hook was installed for the other host), or no task is running
+        # (a loop callback, or code outside any loop).
+        modules = sys.modules
+        if trio is None and "trio" in modules:
+            self._start_trio()
+            trio = self.trio
+            if trio is not None:
+                token = trio.enter_in_task(coro)
+                if token is not None:
+                    return token
+        if aio is None and "asyncio" in modules:
+            self._start_asyncio()
+            aio = self.asyncio
+            if aio is not None:
+                token = aio.enter(coro, True)
+                if token is not None:
+                    return token
         if trio is not None:
             token = trio.enter_outside_tasks(coro)
             if token is not None:

@@ -128,6 +128,8 @@ def resume_unless_cancelled(
     cancellable continuations claim and check at once; for any other kind
     the check comes first.
     """
+    if type(k) is NativeContinuation:  # never cancelled
+        return True, (k.throw(value) if is_exc else k.send(value))
     atomic = getattr(k, "_resume_unless_cancelled", None)
     if atomic is not None:
         return atomic(is_exc, value)  # type: ignore[no-any-return]

@@ -26,6 +26,8 @@ from .._parking import (
 from . import _internals as _asyncio_internals
 
 _get_running_loop = asyncio._get_running_loop
+_enter_task: Any = _asyncio_internals._enter_task
+_leave_task: Any = _asyncio_internals._leave_task
 
 # How anyio's cancel scopes word the cancellations they deliver (4.0, and later).
 _ANYIO_CANCEL = ("Cancelled by cancel scope ", "Cancelled via cancel scope ")
@@ -540,6 +542,7 @@ class AsyncioHosting:
 
     def __init__(self, runner: AsyncioRunner) -> None:
         self.runner = runner
+        self.current_task = runner.current_task
         self.ok: bool | None = None  # None: not checked yet
         self.loops: dict[int, asyncio.AbstractEventLoop] = {}
         self.free: dict[int, list[_Host]] = {}
@@ -581,7 +584,7 @@ class AsyncioHosting:
         if loop is None:
             self._prune()
             return None
-        prev = self.runner.current_task(loop)
+        prev = self.current_task(loop)
         if in_task and prev is None:
             return None
         host = self.records.get(id(coro))
@@ -589,12 +592,25 @@ class AsyncioHosting:
             host = self._host_for(coro, loop)
             if host is None:
                 return None
-        _asyncio_internals.swap_in(loop, host.task)
-        return (self._leave, loop, prev, host, coro)
+        task = host.task
+        swap = _asyncio_internals._swap
+        if swap is not None:
+            swap(loop, task)
+        else:
+            if prev is not None:
+                _leave_task(loop, prev)
+            _enter_task(loop, task)
+        return (self._leave, loop, prev, task, coro, host)
 
     def _leave(self, token: Any) -> None:
-        _, loop, prev, host, coro = token
-        _asyncio_internals.swap_back(loop, host.task, prev)
+        _, loop, prev, task, coro, host = token
+        swap = _asyncio_internals._swap
+        if swap is not None:
+            swap(loop, prev)
+        else:
+            _leave_task(loop, task)
+            if prev is not None:
+                _enter_task(loop, prev)
         if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
             self._release(coro, host)
 
