@@ -7,6 +7,7 @@ once to find which host runs the task and again to serve the shift.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -19,9 +20,15 @@ ASYNCIO_HOSTS = ("asyncio", "asyncio-pytask", "uvloop", "anyio-asyncio", "asynci
 
 
 @pytest.mark.dneio_runners(*ASYNCIO_HOSTS)
+@pytest.mark.parametrize("twisted_loaded", [False, True])
 def test_one_running_loop_lookup_per_shift(
-    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch, twisted_loaded: bool
 ) -> None:
+    if twisted_loaded:
+        # A nesting host is then asked too, from the stack: still one look-up.
+        pytest.importorskip("twisted.internet.defer")
+    else:
+        monkeypatch.delitem(sys.modules, "twisted.internet.defer", raising=False)
     real = asyncio_runner._get_running_loop
     calls = [0]
 
@@ -45,6 +52,8 @@ def test_one_running_loop_lookup_per_shift(
         return func
 
     async def main(h: Harness) -> None:
+        # The first shift of a run starts dneio's hosting, which looks too.
+        await shift(lambda k: k.send(None))
         for resume_now in (True, False) * 3:
             calls[0] = 0
             if resume_now:

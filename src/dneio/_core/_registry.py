@@ -108,6 +108,8 @@ def task_runner(skip: int = 0) -> Host | None:
     host's task, so once its library is loaded it is asked first, from the
     stack: from the caller's caller up, after ``skip`` more frames (dneio's
     own, on the hot path: a frame looked at costs more than one skipped).
+    ``shift_in_task`` asks the same questions for ``shift``: keep the two
+    in step.
     """
     modules = sys.modules
     nesting: list[NestingHost] = []
@@ -131,21 +133,29 @@ def task_runner(skip: int = 0) -> Host | None:
 def shift_in_task(func: Callable[[Any], Any], skip: int = 0) -> Generator[Any, Any, Any] | None:
     """``shift(func)`` served by the host whose task is running here; None if there is none.
 
-    What ``task_runner(skip).shift(func)`` does, but each host finds its
-    current task once instead of twice (on CPython 3.11 asyncio's look-up
-    of the running loop is a system call).  With a nesting host loaded,
-    which answers from the stack, it is exactly that.
+    What ``task_runner(skip).shift(func)`` does (the same hosts asked in the
+    same order: keep the two in step), but each host finds its current task
+    once instead of twice: on CPython 3.11 asyncio's look-up of the running
+    loop is a system call.  ``shift_if_in_task`` only builds the generator,
+    so one made for a host that a nesting host then overrules never runs.
     """
     modules = sys.modules
-    for module, _ in _nesting:
+    nesting: list[NestingHost] = []
+    for module, name in _nesting:
         if module in modules:
-            runner = task_runner(skip + 1)
-            return None if runner is None else runner.shift(func)
+            nesting.append(cast(NestingHost, _loaded.get(name) or _load(name)))
     for module, name in _probes:
         if module in modules:
-            host = _loaded.get(name) or _load(name)
-            body = host.shift_if_in_task(func)
+            runner = _loaded.get(name) or _load(name)
+            if nesting and runner in nesting:
+                if runner.in_task_at(_getframe(2 + skip)):
+                    return runner.shift(func)
+                continue
+            body = runner.shift_if_in_task(func)
             if body is not None:
+                for host in nesting:
+                    if host.inside_other_task(_getframe(2 + skip)):
+                        return host.shift(func)
                 return body
     return None
 
