@@ -225,7 +225,7 @@ class AsyncioRunner(HostRunner):
         self, func: Callable[[Any], Any], loop: asyncio.AbstractEventLoop, task: Any
     ) -> Generator[Any, Any, Any]:
         if HOSTING.asyncio is None:
-            self.hosting.start_if_running()
+            self.hosting.start_if_running(loop)
         park = AsyncioSlot(local.state, loop, task)
         if not park.must_wait(func, AsyncioContinuation, self.synchronous):
             return park.outcome()
@@ -549,8 +549,9 @@ class AsyncioHosting:
         # id(coroutine) -> its host.
         self.records: dict[int, _Host] = {}
 
-    def start_if_running(self) -> None:
-        loop = _get_running_loop()
+    def start_if_running(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if loop is None:
+            loop = _get_running_loop()
         if loop is None or id(loop) in self.loops or self.ok is False:
             return
         if not self.runner.internals_ok:
