@@ -244,7 +244,8 @@ def test_native_code_goes_on_after_a_coroutine_it_started_was_adopted(
         log: list[str] = []
 
         async def inner() -> None:
-            await trio.sleep(0.02)
+            # Far later than outer's wake-up, even on a busy machine.
+            await trio.sleep(0.3)
             log.append("inner woke")
 
         async def outer() -> None:
