@@ -22,6 +22,7 @@ from dneio import (
     RequestQueue,
     first_of,
     reset,
+    run_all,
     shift,
 )
 from dneio._core._impl import current_state
@@ -262,6 +263,33 @@ def test_closing_a_coroutine_waiting_in_first_of_withdraws_every_branch() -> Non
     coro.close()
     assert not channel.try_send("nobody takes this")
     event.set()
+
+
+def test_closing_a_coroutine_waiting_in_run_all_leaves_the_children_running() -> None:
+    """The awaitables go on; the last one to end finds the caller gone: no
+    error about the closed caller, and a failure among them still surfaces."""
+    for fail in (False, True):
+        ks: list[Any] = []
+
+        async def child(i: int) -> int:
+            await shift(ks.append)
+            if fail and i == 1:
+                raise ValueError("child 1 failed")
+            return i
+
+        async def caller() -> Any:
+            return await run_all(child(0), child(1))
+
+        coro = caller()
+        reset(coro)
+        coro.close()
+        ks[0].send(None)
+        if fail:
+            with pytest.raises(ValueError, match="child 1 failed"):
+                ks[1].send(None)
+        else:
+            ks[1].send(None)
+        _assert_clean_state()
 
 
 def test_closing_a_coroutine_waiting_on_a_selector_unregisters_it() -> None:

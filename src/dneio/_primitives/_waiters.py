@@ -128,7 +128,7 @@ def resume_unless_cancelled(
     cancellable continuations claim and check at once; for any other kind
     the check comes first.
     """
-    if type(k) is NativeContinuation:  # never cancelled
+    if is_live_native(k):  # a native one is cancelled only by closing its coroutine
         return True, (k.throw(value) if is_exc else k.send(value))
     atomic = getattr(k, "_resume_unless_cancelled", None)
     if atomic is not None:
