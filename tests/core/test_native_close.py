@@ -183,6 +183,26 @@ def test_request_queue_skips_a_closed_requester() -> None:
     assert "1 pending" not in repr(queue)
 
 
+def test_get_many_does_not_return_empty_for_a_closed_requester() -> None:
+    queue: RequestQueue[str, str] = RequestQueue()
+    got: list[Any] = []
+
+    async def requester(val: str) -> None:
+        await queue.request(val)
+
+    dead = requester("dead")
+    reset(dead)
+    dead.close()
+
+    async def server() -> None:
+        got.append([val for val, _ in await queue.get_many()])
+
+    reset(server())
+    assert got == []  # it waits for a live request
+    reset(requester("alive"))
+    assert got == [["alive"]]
+
+
 def test_replying_to_a_closed_requester_is_a_clear_error() -> None:
     queue: RequestQueue[str, str] = RequestQueue()
     got: list[Any] = []

@@ -187,8 +187,10 @@ class RequestQueue(Generic[In, Out]):
     async def get_many(self) -> list[tuple[In, Continuation[Out]]]:
         """Wait for at least one request; returns every request pending, in order."""
         line = self._requests._line
-        if line and type(line[0][0]) is NativeContinuation:
-            # The fast path (see get_one); a host requester goes through shift.
+        if line and is_live_native(line[0][0]):
+            # The fast path (see get_one): at least this request is taken.  A
+            # host requester, or a native one whose coroutine was closed
+            # (dropped on the way), goes through shift.
             return self.fetch_any()
         return await shift(self.get_many_cb)
 
