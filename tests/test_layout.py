@@ -20,7 +20,13 @@ ALLOWED = {
     "_core": {"dneio._core"},
     "_primitives": {"dneio._core", "dneio._primitives"},
     "_io": {"dneio._core", "dneio._primitives", "dneio._io"},
-    "_hosts": {"dneio._core", "dneio._hosts", "dneio._io._fd", "dneio._primitives._waiters"},
+    "_hosts": {
+        "dneio._core",
+        "dneio._hosts",
+        "dneio._io._fd",
+        "dneio._io._shift_io",
+        "dneio._primitives._waiters",
+    },
 }
 
 

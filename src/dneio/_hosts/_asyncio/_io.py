@@ -6,11 +6,11 @@ import asyncio
 import weakref
 from typing import Any
 
-from ..._core._shift import shift
 from ..._io._fd import READ, WRITE, FileDescriptorLike, busy_error, closing_error, fileno
+from ..._io._shift_io import ShiftIO
 
 
-class AsyncioIO:
+class AsyncioIO(ShiftIO):
     """Waits on one asyncio loop (``add_reader``/``add_writer``, ``call_later``).
 
     Each wait is an ``await shift(...)`` whose continuation the loop's
@@ -27,19 +27,6 @@ class AsyncioIO:
 
     def __repr__(self) -> str:
         return f"<dneio.io host I/O on asyncio loop {self._loop!r}>"
-
-    async def wait_readable(self, fd: FileDescriptorLike) -> None:
-        n = fileno(fd)
-        await shift(lambda k: self._park(n, READ, k))
-
-    async def wait_writable(self, fd: FileDescriptorLike) -> None:
-        n = fileno(fd)
-        await shift(lambda k: self._park(n, WRITE, k))
-
-    async def sleep(self, seconds: float) -> None:
-        if not seconds >= 0:
-            raise ValueError(f"sleep() takes a non-negative number of seconds, not {seconds!r}")
-        await shift(lambda k: self._park_timer(seconds, k))
 
     def notify_closing(self, fd: FileDescriptorLike) -> None:
         n = fileno(fd)

@@ -11,7 +11,6 @@ from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from twisted.python import threadable
 from zope.interface import implementer
 
-from ..._core._shift import shift
 from ..._io._fd import (
     READ,
     WRITE,
@@ -21,6 +20,7 @@ from ..._io._fd import (
     closing_error,
     fileno,
 )
+from ..._io._shift_io import ShiftIO
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
@@ -58,7 +58,7 @@ class _Watch:
         return f"<dneio fd watch {self.fd}>"
 
 
-class TwistedIO:
+class TwistedIO(ShiftIO):
     """Waits on one Twisted reactor (``addReader``/``addWriter``, ``callLater``).
 
     Each wait is an ``await shift(...)`` whose continuation the reactor's
@@ -74,19 +74,6 @@ class TwistedIO:
 
     def __repr__(self) -> str:
         return f"<dneio.io host I/O on twisted reactor {type(self._reactor).__name__}>"
-
-    async def wait_readable(self, fd: FileDescriptorLike) -> None:
-        n = fileno(fd)
-        await shift(lambda k: self._park(n, READ, k))
-
-    async def wait_writable(self, fd: FileDescriptorLike) -> None:
-        n = fileno(fd)
-        await shift(lambda k: self._park(n, WRITE, k))
-
-    async def sleep(self, seconds: float) -> None:
-        if not seconds >= 0:
-            raise ValueError(f"sleep() takes a non-negative number of seconds, not {seconds!r}")
-        await shift(lambda k: self._park_timer(seconds, k))
 
     def notify_closing(self, fd: FileDescriptorLike) -> None:
         n = fileno(fd)
