@@ -19,9 +19,16 @@ HOSTS = pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if n != "native"))
 
 
 def _slow_claim_tracer() -> Any:
-    """A tracer that pauses a thread inside the claim, so the other one races it."""
-    code = hc.Slot.resume.__code__
-    lines, first = inspect.getsourcelines(hc.Slot.resume)
+    """A tracer that pauses a thread inside the claim, so the other one races it.
+
+    With the compiled core the claim is C code, atomic under the GIL, and no
+    tracer can pause it: then the threads switch as often as CPython allows
+    instead (see the test).
+    """
+    if hc.SlotCore is not hc.PySlotCore:
+        return None
+    code = hc.PySlotCore.resume.__code__
+    lines, first = inspect.getsourcelines(hc.PySlotCore.resume)
     # The first line after the state was read, under the claim lock.
     pause = first + next(i for i, line in enumerate(lines) if "if state == PARKED" in line)
 
@@ -62,10 +69,15 @@ def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
                 sys.settrace(None)
 
         threads = [threading.Thread(target=racer, args=(v,)) for v in "xy"]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        finally:
+            sys.setswitchinterval(interval)
         for _ in range(50):
             await h.settle()
             if t.done:
@@ -75,6 +87,71 @@ def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
         return sorted(outcomes), len(got)
 
     assert dneio_runner.run(main) == (["refused", "sent"], 1)
+
+
+@HOSTS
+def test_many_threads_race_to_resume_and_exactly_one_wins_each_time(dneio_runner: Harness) -> None:
+    """Many parked tasks, each resumed at once from three threads: one claim wins per task.
+
+    The claim is C code with the compiled core and takes a lock on the
+    pure-Python path; either way no value may be delivered twice or lost.
+    Threads switch as often as CPython allows while they race.
+    """
+    tasks_per_round, rounds = 20, 5
+
+    async def main(h: Harness) -> Any:
+        delivered: list[tuple[int, str]] = []
+        results: list[str] = []
+        for r in range(rounds):
+            parked: list[Any] = []
+
+            async def waiter(i: int) -> None:
+                delivered.append((i, await shift(parked.append)))
+
+            spawned = [h.spawn(lambda i=r * 100 + n: waiter(i)) for n in range(tasks_per_round)]
+            await h.settle()
+            assert len(parked) == tasks_per_round
+            barrier = threading.Barrier(3)
+            lock = threading.Lock()
+
+            def racer(name: str) -> None:
+                barrier.wait()
+                for k in parked:
+                    try:
+                        k.send(name)
+                        outcome = "sent"
+                    except RuntimeError:
+                        outcome = "refused"
+                    with lock:
+                        results.append(outcome)
+
+            threads = [threading.Thread(target=racer, args=(v,)) for v in "xyz"]
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1e-6)
+            try:
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+            finally:
+                sys.setswitchinterval(interval)
+            for _ in range(200):
+                await h.settle()
+                if all(t.done for t in spawned):
+                    break
+                await _sleep(h, 0.005)
+            for t in spawned:
+                t.get()
+        return delivered, results
+
+    delivered, results = dneio_runner.run(main)
+    total = tasks_per_round * rounds
+    assert sorted(i for i, _ in delivered) == sorted(
+        r * 100 + n for r in range(rounds) for n in range(tasks_per_round)
+    )
+    assert all(v in "xyz" for _, v in delivered)
+    assert results.count("sent") == total
+    assert results.count("refused") == 2 * total
 
 
 @HOSTS

@@ -14,6 +14,7 @@ from . import _impl
 from ._continuation import AnsweringContinuation
 from ._impl import compiled
 from ._queue import MAX_DEPTH, drain, resume
+from ._registry import shift_in_task
 
 SHIFT = _py.SHIFT
 drive = _py.drive
@@ -71,7 +72,9 @@ else:
         max_depth=MAX_DEPTH,
     )
     _fresh.close()
-    compiled.set_host_shift(_py.host_shift)
+    # The compiled shift asks the registry itself: the code that awaits it
+    # is the caller of shift_in_task, one frame up instead of two.
+    compiled.set_host_shift(shift_in_task, -1, _py.NO_RUNNER_MESSAGE)
     _py.shift_frames = 0
     reset = compiled.reset
     shift_fast = compiled.shift

@@ -28,7 +28,9 @@ static PyObject *py_drain = NULL;       /* _queue.drain(st, reraise) */
 static PyObject *py_func_failed = NULL; /* _driver_py._func_failed(st, coro, k, func, exc) */
 static PyObject *py_after_foreign = NULL; /* _driver_py._after_foreign(st, coro, ctx, yielded) */
 static PyObject *py_spent = NULL;       /* _driver_py._raise_spent(k) */
-static PyObject *py_host_shift = NULL;  /* _driver_py.host_shift(func) -> generator */
+static PyObject *py_host_shift = NULL;  /* _registry.shift_in_task(func, skip) */
+static PyObject *host_shift_skip = NULL; /* the skip it is called with */
+static PyObject *no_runner_message = NULL; /* what shift says when no host serves it */
 static PyObject *continuation_type = NULL; /* _driver_py.NativeContinuation */
 static PyObject *entry_hook = NULL;     /* _driver_py.entry_hook (None or an object) */
 static Py_ssize_t max_depth = 40;
@@ -605,12 +607,33 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
             return PYGEN_NEXT;
         }
         Py_DECREF(st);
-        PyObject *gen = PyObject_CallOneArg(py_host_shift, self->obj);
-        Py_CLEAR(self->obj);
+        PyObject *func = self->obj;
+        self->obj = NULL;
+        PyObject *gen = NULL;
+        if (!PyCallable_Check(func)) {
+            PyErr_Format(PyExc_TypeError,
+                         "shift() takes a function that accepts a continuation, not %R", func);
+        }
+        else {
+            PyObject *call_args[2] = {func, host_shift_skip};
+            gen = PyObject_Vectorcall(py_host_shift, call_args, 2, NULL);
+            if (gen == Py_None) {
+                Py_CLEAR(gen);
+                PyErr_SetObject(PyExc_RuntimeError, no_runner_message);
+            }
+        }
+        Py_DECREF(func);
         if (gen == NULL) {
             self->state = SH_DONE;
             *result = NULL;
             return PYGEN_ERROR;
+        }
+        if (PyTuple_CheckExact(gen) && PyTuple_GET_SIZE(gen) == 1) {
+            /* The task was resumed before it had to suspend: (value,). */
+            self->state = SH_DONE;
+            *result = Py_NewRef(PyTuple_GET_ITEM(gen, 0));
+            Py_DECREF(gen);
+            return PYGEN_RETURN;
         }
         self->obj = gen;
         self->state = SH_HOST;
@@ -820,6 +843,692 @@ static PyTypeObject Shift_Type = {
 };
 
 
+/* ------------------------------------------------------ host slots (SlotCore, HostCore) */
+
+/* What a host task parked in shift shares with its continuation: the C half
+ * of _hosts/_parking.py's Slot and HostContinuation, whose pure-Python twins
+ * (PySlotCore, PyHostCore there) stay the reference.  Each state change is a
+ * claim; here a claim is atomic because no Python code runs, and so the GIL
+ * is not released, between reading the state and writing it (the twins take
+ * a lock instead).  The engine knows nothing of any host: what differs per
+ * host (how to check, wake, or hop threads) is a Python method of the slot. */
+
+enum {
+    HS_PENDING = 0,   /* func is still running in the task */
+    HS_EARLY = 1,     /* resumed while func was running */
+    HS_PARKED = 2,    /* the task is suspended, waiting */
+    HS_RESUMED = 3,   /* claimed by a resumption */
+    HS_CANCELLED = 4, /* the task was cancelled while parked */
+    HS_SPENT = 5,     /* func raised before resuming */
+    HS_DROPPED = 6,   /* the handle was dropped before func returned */
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *home;    /* the ThreadState of the task's thread */
+    PyObject *value;   /* the outcome: a value, or (exception, traceback) */
+    PyObject *k_ref;   /* None, or a weak reference to the continuation */
+    int state;
+    char is_exc;
+    char shielded;
+} SlotCore;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *slot;
+    PyObject *callbacks;  /* None, or the on_cancel callbacks */
+    PyObject *weakreflist;
+} HostCore;
+
+static PyTypeObject SlotCore_Type;
+static PyTypeObject HostCore_Type;
+
+/* Registered by setup_hosts(). */
+static PyObject *py_spent_error = NULL;   /* _continuation.spent_error(k) -> exception */
+static PyObject *py_dropped_error = NULL; /* () -> a fresh ContinuationDropped */
+static PyObject *str_check_resumable = NULL;
+static PyObject *str_call_soon_threadsafe = NULL;
+static PyObject *str_resume_at_home = NULL;
+static PyObject *str_wake = NULL;
+static PyObject *str_line_up_deferred = NULL;
+static PyObject *str_queue_behind = NULL;
+
+static PyObject *
+slot_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    SlotCore *self = (SlotCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->home = Py_NewRef(Py_None);
+    self->value = Py_NewRef(Py_None);
+    self->k_ref = Py_NewRef(Py_None);
+    self->state = HS_PENDING;
+    return (PyObject *)self;
+}
+
+static int
+slot_init(SlotCore *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *home;
+    if (!PyArg_ParseTuple(args, "O:Slot", &home)) {
+        return -1;
+    }
+    Py_XSETREF(self->home, Py_NewRef(home));
+    return 0;
+}
+
+static int
+slot_traverse(SlotCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->home);
+    Py_VISIT(self->value);
+    Py_VISIT(self->k_ref);
+    return 0;
+}
+
+static int
+slot_clear(SlotCore *self)
+{
+    Py_CLEAR(self->home);
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->k_ref);
+    return 0;
+}
+
+static void
+slot_dealloc(SlotCore *self)
+{
+    /* Instances of Python subclasses have their type released by its dealloc. */
+    PyObject_GC_UnTrack(self);
+    slot_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Run the claimed slot's task: _deliver, as the queue calls it. */
+static PyObject *
+slot_deliver_st(SlotCore *self, ThreadState *st)
+{
+    /* The task's code is not native, even if a native coroutine resumed it. */
+    PyObject *driving = st->driving;
+    st->driving = Py_NewRef(Py_None);
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, str_wake, (PyObject *)st);
+    PyObject *none = st->driving;
+    st->driving = driving;
+    Py_DECREF(none);
+    return r;
+}
+
+static PyObject *
+slot_deliver(SlotCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "_deliver(st, is_exc, value)");
+        return NULL;
+    }
+    return slot_deliver_st(self, (ThreadState *)args[0]);
+}
+
+/* _queue.resume(st, self, False, None), with its common case inline. */
+static PyObject *
+slot_run_here(SlotCore *self, ThreadState *st)
+{
+    if (st->depth >= max_depth || st->hold || queue_blocked(st)) {
+        return PyObject_CallFunctionObjArgs(py_resume, (PyObject *)st, (PyObject *)self,
+                                            Py_False, Py_None, NULL);
+    }
+    st->depth += 1;
+    PyObject *r = slot_deliver_st(self, st);
+    st->depth -= 1;
+    return finish(st, r);
+}
+
+/* Claim the slot for a resumption and deliver; 1 if delivered, 0 if the
+ * task was cancelled (a no-op), -1 on error (nothing claimed). */
+static int
+slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
+{
+    ThreadState *st = current_state();
+    if (st == NULL) {
+        return -1;
+    }
+    int here = (PyObject *)st == self->home;
+    if (self->state != HS_CANCELLED) {
+        /* A clear error, before anything is claimed, if the task cannot run. */
+        PyObject *r = PyObject_CallMethodObjArgs((PyObject *)self, str_check_resumable, k,
+                                                 here ? Py_True : Py_False, NULL);
+        if (r == NULL) {
+            Py_DECREF(st);
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    /* What the task will see, built before claiming: from the claim to the
+     * stored outcome no Python code may run. */
+    PyObject *outcome;
+    if (is_exc) {
+        PyObject *tb = PyException_GetTraceback(value);
+        outcome = PyTuple_Pack(2, value, tb ? tb : Py_None);
+        Py_XDECREF(tb);
+        if (outcome == NULL) {
+            Py_DECREF(st);
+            return -1;
+        }
+    }
+    else {
+        outcome = Py_NewRef(value);
+    }
+    int state = self->state;
+    if (state == HS_PARKED) {
+        self->state = HS_RESUMED;
+    }
+    else if (state == HS_PENDING) {
+        self->state = HS_EARLY;
+    }
+    else {
+        Py_DECREF(outcome);
+        Py_DECREF(st);
+        if (state == HS_CANCELLED) {
+            return 0;  /* resuming a cancelled task is a no-op */
+        }
+        PyObject *exc = PyObject_CallOneArg(py_spent_error, k);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return -1;
+    }
+    self->is_exc = (char)is_exc;
+    PyObject *old = self->value;
+    self->value = outcome;
+    Py_DECREF(old);
+    if (state != HS_PARKED) {
+        Py_DECREF(st);
+        return 1;
+    }
+    if (here) {
+        PyObject *r = slot_run_here(self, st);
+        Py_DECREF(st);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        return 1;
+    }
+    Py_DECREF(st);
+    PyObject *at_home = PyObject_GetAttr((PyObject *)self, str_resume_at_home);
+    PyObject *r = NULL;
+    if (at_home != NULL) {
+        r = PyObject_CallMethodOneArg((PyObject *)self, str_call_soon_threadsafe, at_home);
+        Py_DECREF(at_home);
+    }
+    if (r == NULL) {
+        /* The loop closed meanwhile: nothing was delivered. */
+        if (self->state == HS_RESUMED) {
+            self->state = HS_PARKED;
+            self->is_exc = 0;
+            Py_SETREF(self->value, Py_NewRef(Py_None));
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+static PyObject *
+slot_resume(SlotCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "resume(k, is_exc, value)");
+        return NULL;
+    }
+    int is_exc = PyObject_IsTrue(args[1]);
+    if (is_exc < 0) {
+        return NULL;
+    }
+    int r = slot_resume_impl(self, args[0], is_exc, args[2]);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+slot_resume_at_home(SlotCore *self, PyObject *unused)
+{
+    if (!PyObject_TypeCheck(self->home, &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the slot's home is not a thread state");
+        return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(py_resume, self->home, (PyObject *)self, Py_False,
+                                        Py_None, NULL);
+}
+
+/* A fresh continuation of ``make`` (a HostCore subclass, or any callable) on this slot. */
+static PyObject *
+make_host_continuation(SlotCore *self, PyObject *make)
+{
+    if (PyType_Check(make) && ((PyTypeObject *)make)->tp_new == HostCore_Type.tp_new
+        && ((PyTypeObject *)make)->tp_init == HostCore_Type.tp_init) {
+        PyTypeObject *tp = (PyTypeObject *)make;
+        HostCore *k = (HostCore *)tp->tp_alloc(tp, 0);
+        if (k == NULL) {
+            return NULL;
+        }
+        k->slot = Py_NewRef(self);
+        k->callbacks = Py_NewRef(Py_None);
+        return (PyObject *)k;
+    }
+    return PyObject_CallOneArg(make, (PyObject *)self);
+}
+
+/* must_wait(func, make_continuation, synchronous): see PySlotCore.must_wait. */
+static PyObject *
+slot_must_wait(SlotCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "must_wait(func, make_continuation, synchronous)");
+        return NULL;
+    }
+    int synchronous = PyObject_IsTrue(args[2]);
+    if (synchronous < 0) {
+        return NULL;
+    }
+    PyObject *k = make_host_continuation(self, args[1]);
+    if (k == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallOneArg(args[0], k);
+    if (r == NULL) {
+        /* func raised before resuming: the error goes to the task, k is spent. */
+        if (self->state == HS_PENDING) {
+            self->state = HS_SPENT;
+        }
+        Py_DECREF(k);
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_DECREF(k);  /* if func kept no reference, the continuation is dropped here */
+    int state = self->state;
+    if (state == HS_PENDING) {
+        self->state = HS_PARKED;
+        Py_RETURN_TRUE;
+    }
+    if (state == HS_DROPPED) {
+        PyObject *exc = PyObject_CallNoArgs(py_dropped_error);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    /* EARLY: resumed inside func. */
+    if (!synchronous) {
+        return PyObject_CallMethodNoArgs((PyObject *)self, str_line_up_deferred);
+    }
+    if (!PyObject_TypeCheck(self->home, &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the slot's home is not a thread state");
+        return NULL;
+    }
+    ThreadState *st = (ThreadState *)self->home;
+    if (!st->hold && !queue_blocked(st)) {
+        Py_RETURN_FALSE;
+    }
+    self->state = HS_RESUMED;
+    r = PyObject_CallMethodOneArg((PyObject *)self, str_queue_behind, (PyObject *)st);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_TRUE;
+}
+
+/* The outcome, as the woken task sees it. */
+static PyObject *
+slot_outcome(SlotCore *self, PyObject *unused)
+{
+    if (!self->is_exc) {
+        return Py_NewRef(self->value);
+    }
+    PyObject *pair = self->value;
+    self->value = Py_NewRef(Py_None);
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "a host slot's exception outcome is malformed");
+        return NULL;
+    }
+    PyObject *exc = PyTuple_GET_ITEM(pair, 0);
+    PyObject *tb = PyTuple_GET_ITEM(pair, 1);
+    if (PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(pair);
+    return NULL;
+}
+
+/* The task is being cancelled: CANCELLED unless shielded or resumed; True if so. */
+static PyObject *
+slot_claim_cancel(SlotCore *self, PyObject *unused)
+{
+    if (self->state != HS_PARKED || self->shielded) {
+        Py_RETURN_FALSE;
+    }
+    self->state = HS_CANCELLED;
+    Py_SETREF(self->value, Py_NewRef(Py_None));
+    Py_RETURN_TRUE;
+}
+
+/* The continuation was dropped unresumed: see PySlotCore.dropped. */
+static PyObject *
+slot_dropped(SlotCore *self, PyObject *unused)
+{
+    if (self->state == HS_PENDING) {
+        self->state = HS_DROPPED;
+        Py_RETURN_NONE;
+    }
+    if (self->state != HS_PARKED) {
+        Py_RETURN_NONE;
+    }
+    /* Built first: no Python code may run between the check and the claim. */
+    PyObject *exc = PyObject_CallNoArgs(py_dropped_error);
+    if (exc == NULL) {
+        return NULL;
+    }
+    PyObject *outcome = PyTuple_Pack(2, exc, Py_None);
+    Py_DECREF(exc);
+    if (outcome == NULL) {
+        return NULL;
+    }
+    if (self->state != HS_PARKED) {
+        Py_DECREF(outcome);
+        Py_RETURN_NONE;
+    }
+    self->state = HS_RESUMED;
+    self->is_exc = 1;
+    PyObject *old = self->value;
+    self->value = outcome;
+    Py_DECREF(old);
+    PyObject *at_home = PyObject_GetAttr((PyObject *)self, str_resume_at_home);
+    PyObject *r = NULL;
+    if (at_home != NULL) {
+        r = PyObject_CallMethodOneArg((PyObject *)self, str_call_soon_threadsafe, at_home);
+        Py_DECREF(at_home);
+    }
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* the loop is gone, and the task with it */
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef slot_members[] = {
+    {"home", T_OBJECT, offsetof(SlotCore, home), 0, NULL},
+    {"value", T_OBJECT, offsetof(SlotCore, value), 0, NULL},
+    {"k_ref", T_OBJECT, offsetof(SlotCore, k_ref), 0, NULL},
+    {"state", T_INT, offsetof(SlotCore, state), 0, NULL},
+    {"is_exc", T_BOOL, offsetof(SlotCore, is_exc), 0, NULL},
+    {"shielded", T_BOOL, offsetof(SlotCore, shielded), 0, NULL},
+    {NULL}
+};
+
+static PyMethodDef slot_methods[] = {
+    {"must_wait", (PyCFunction)(void (*)(void))slot_must_wait, METH_FASTCALL,
+     "Call func with a continuation; False if the task may go on at once."},
+    {"resume", (PyCFunction)(void (*)(void))slot_resume, METH_FASTCALL,
+     "Claim and deliver; False (nothing delivered) if the task was cancelled."},
+    {"resume_at_home", (PyCFunction)slot_resume_at_home, METH_NOARGS, NULL},
+    {"_deliver", (PyCFunction)(void (*)(void))slot_deliver, METH_FASTCALL, NULL},
+    {"outcome", (PyCFunction)slot_outcome, METH_NOARGS,
+     "The stored outcome, as the woken task sees it."},
+    {"_claim_cancel", (PyCFunction)slot_claim_cancel, METH_NOARGS, NULL},
+    {"dropped", (PyCFunction)slot_dropped, METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyTypeObject SlotCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._core._driver_c.SlotCore",
+    .tp_doc = "The compiled part of a host task's parking slot.",
+    .tp_basicsize = sizeof(SlotCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = slot_new,
+    .tp_init = (initproc)slot_init,
+    .tp_traverse = (traverseproc)slot_traverse,
+    .tp_clear = (inquiry)slot_clear,
+    .tp_dealloc = (destructor)slot_dealloc,
+    .tp_members = slot_members,
+    .tp_methods = slot_methods,
+};
+
+/* -- the continuation handle -- */
+
+static PyObject *
+hc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *slot;
+    if (!PyArg_ParseTuple(args, "O:HostContinuation", &slot)) {
+        return NULL;
+    }
+    HostCore *self = (HostCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->slot = Py_NewRef(slot);
+    self->callbacks = Py_NewRef(Py_None);
+    return (PyObject *)self;
+}
+
+static int
+hc_traverse(HostCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slot);
+    Py_VISIT(self->callbacks);
+    return 0;
+}
+
+static int
+hc_clear(HostCore *self)
+{
+    Py_CLEAR(self->slot);
+    Py_CLEAR(self->callbacks);
+    return 0;
+}
+
+/* The finaliser: a continuation dropped unresumed wakes its task with
+ * ContinuationDropped instead of leaving it parked forever. */
+static void
+hc_finalize(HostCore *self)
+{
+    PyObject *slot = self->slot;
+    if (slot == NULL || !PyObject_TypeCheck(slot, &SlotCore_Type)) {
+        return;
+    }
+    int state = ((SlotCore *)slot)->state;
+    if (state != HS_PENDING && state != HS_PARKED) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    Py_INCREF(slot);
+    PyObject *r = slot_dropped((SlotCore *)slot, NULL);
+    Py_DECREF(slot);
+    if (r == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(r);
+    PyErr_Restore(type, value, tb);
+}
+
+static void
+hc_dealloc(HostCore *self)
+{
+    /* Instances of Python subclasses are finalised, and their type released,
+     * by the subclass's own dealloc; only a bare HostCore is finalised here. */
+    if (Py_IS_TYPE(self, &HostCore_Type)
+        && PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    hc_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+hc_resume(HostCore *self, int is_exc, PyObject *value)
+{
+    PyObject *slot = self->slot;
+    if (slot != NULL && PyObject_TypeCheck(slot, &SlotCore_Type)) {
+        Py_INCREF(slot);
+        int r = slot_resume_impl((SlotCore *)slot, (PyObject *)self, is_exc, value);
+        Py_DECREF(slot);
+        if (r < 0) {
+            return NULL;
+        }
+        return PyBool_FromLong(r);
+    }
+    if (slot == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this continuation has no slot");
+        return NULL;
+    }
+    return PyObject_CallMethod(slot, "resume", "OOO", (PyObject *)self,
+                               is_exc ? Py_True : Py_False, value);
+}
+
+static PyObject *
+hc_send(HostCore *self, PyObject *value)
+{
+    PyObject *r = hc_resume(self, 0, value);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hc_throw(HostCore *self, PyObject *exc)
+{
+    if (!PyExceptionInstance_Check(exc)) {
+        PyErr_Format(PyExc_TypeError, "throw() takes an exception instance, not %R", exc);
+        return NULL;
+    }
+    PyObject *r = hc_resume(self, 1, exc);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hc_call(HostCore *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *value;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+        return NULL;
+    }
+    return hc_send(self, value);
+}
+
+static PyObject *
+hc_resume_unless_cancelled(HostCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_resume_unless_cancelled(is_exc, value)");
+        return NULL;
+    }
+    int is_exc = PyObject_IsTrue(args[0]);
+    if (is_exc < 0) {
+        return NULL;
+    }
+    PyObject *r = hc_resume(self, is_exc, args[1]);
+    if (r == NULL) {
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, r, Py_None);
+    Py_DECREF(r);
+    return pair;
+}
+
+static PyObject *
+hc_is_cancelled(HostCore *self, PyObject *unused)
+{
+    PyObject *slot = self->slot;
+    if (slot != NULL && PyObject_TypeCheck(slot, &SlotCore_Type)) {
+        return PyBool_FromLong(((SlotCore *)slot)->state == HS_CANCELLED);
+    }
+    PyObject *state = PyObject_GetAttr(slot, str_state);
+    if (state == NULL) {
+        return NULL;
+    }
+    long v = PyLong_AsLong(state);
+    Py_DECREF(state);
+    if (v == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyBool_FromLong(v == HS_CANCELLED);
+}
+
+static PyMemberDef hc_members[] = {
+    {"_s", T_OBJECT, offsetof(HostCore, slot), READONLY, NULL},
+    {"_callbacks", T_OBJECT, offsetof(HostCore, callbacks), 0, NULL},
+    {NULL}
+};
+
+static PyMethodDef hc_methods[] = {
+    {"send", (PyCFunction)hc_send, METH_O,
+     "Resume the task, making its await shift(...) return value."},
+    {"throw", (PyCFunction)hc_throw, METH_O,
+     "Resume the task, making its await shift(...) raise exc."},
+    {"_resume_unless_cancelled", (PyCFunction)(void (*)(void))hc_resume_unless_cancelled,
+     METH_FASTCALL, NULL},
+    {"is_cancelled", (PyCFunction)hc_is_cancelled, METH_NOARGS,
+     "True once the waiting task has been cancelled."},
+    {NULL}
+};
+
+static PyTypeObject HostCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._core._driver_c.HostCore",
+    .tp_doc = "The compiled part of a host task's continuation.",
+    .tp_basicsize = sizeof(HostCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = hc_new,
+    .tp_call = (ternaryfunc)hc_call,
+    .tp_traverse = (traverseproc)hc_traverse,
+    .tp_clear = (inquiry)hc_clear,
+    .tp_dealloc = (destructor)hc_dealloc,
+    .tp_finalize = (destructor)hc_finalize,
+    .tp_weaklistoffset = offsetof(HostCore, weakreflist),
+    .tp_members = hc_members,
+    .tp_methods = hc_methods,
+};
+
+static PyObject *
+setup_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "setup_hosts(spent_error, dropped_error)");
+        return NULL;
+    }
+    Py_XSETREF(py_spent_error, Py_NewRef(args[0]));
+    Py_XSETREF(py_dropped_error, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *
@@ -954,9 +1663,21 @@ is_live_native(PyObject *module, PyObject *k)
 }
 
 static PyObject *
-set_host_shift(PyObject *module, PyObject *value)
+current_state_fn(PyObject *module, PyObject *unused)
 {
-    Py_XSETREF(py_host_shift, Py_NewRef(value));
+    return (PyObject *)current_state();
+}
+
+static PyObject *
+set_host_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyLong_Check(args[1]) || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_host_shift(shift_in_task, skip, no_runner_message)");
+        return NULL;
+    }
+    Py_XSETREF(py_host_shift, Py_NewRef(args[0]));
+    Py_XSETREF(host_shift_skip, Py_NewRef(args[1]));
+    Py_XSETREF(no_runner_message, Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -998,7 +1719,12 @@ static PyMethodDef module_methods[] = {
      "Exceptions raised by the coroutine propagate out of reset.\n\n"
      "reset is a plain function and needs no event loop; it may be called from\n"
      "inside trio or asyncio tasks, where it starts an independent coroutine."},
-    {"set_host_shift", set_host_shift, METH_O, "Register the host runners' shift."},
+    {"set_host_shift", (PyCFunction)(void (*)(void))set_host_shift, METH_FASTCALL,
+     "set_host_shift(shift_in_task, skip, no_runner_message): how a host task's shift is served."},
+    {"current_state", current_state_fn, METH_NOARGS,
+     "This thread's ThreadState (what _impl.local.state holds), cached per thread."},
+    {"setup_hosts", (PyCFunction)(void (*)(void))setup_hosts, METH_FASTCALL,
+     "setup_hosts(spent_error, dropped_error): what the host slots raise."},
     {"is_live_native", is_live_native, METH_O,
      "True for a native continuation whose coroutine was not closed."},
     {"take_shift", (PyCFunction)(void (*)(void))take_shift, METH_FASTCALL,
@@ -1028,7 +1754,8 @@ PyMODINIT_FUNC
 PyInit__driver_c(void)
 {
     if (PyType_Ready(&ThreadState_Type) < 0 || PyType_Ready(&NativeCore_Type) < 0
-        || PyType_Ready(&Shift_Type) < 0) {
+        || PyType_Ready(&Shift_Type) < 0 || PyType_Ready(&SlotCore_Type) < 0
+        || PyType_Ready(&HostCore_Type) < 0) {
         return NULL;
     }
     str_state = PyUnicode_InternFromString("state");
@@ -1036,13 +1763,21 @@ PyInit__driver_c(void)
     str_enter = PyUnicode_InternFromString("enter");
     str_leave = PyUnicode_InternFromString("leave");
     entry_hook = Py_NewRef(Py_None);
+    str_check_resumable = PyUnicode_InternFromString("check_resumable");
+    str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
+    str_resume_at_home = PyUnicode_InternFromString("resume_at_home");
+    str_wake = PyUnicode_InternFromString("_wake");
+    str_line_up_deferred = PyUnicode_InternFromString("line_up_deferred");
+    str_queue_behind = PyUnicode_InternFromString("queue_behind");
     PyObject *m = PyModule_Create(&driver_c_module);
     if (m == NULL) {
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "ThreadState", (PyObject *)&ThreadState_Type) < 0
         || PyModule_AddObjectRef(m, "NativeCore", (PyObject *)&NativeCore_Type) < 0
-        || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0) {
+        || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0
+        || PyModule_AddObjectRef(m, "SlotCore", (PyObject *)&SlotCore_Type) < 0
+        || PyModule_AddObjectRef(m, "HostCore", (PyObject *)&HostCore_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

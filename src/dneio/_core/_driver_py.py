@@ -478,7 +478,10 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         # the except clause, so that callback errors are not chained to it).
         _closed_here(park)
         raise GeneratorExit
-    return (yield from host_shift(func))
+    body = host_shift(func)
+    if type(body) is tuple:
+        return body[0]  # resumed before the task had to suspend
+    return (yield from body)
 
 
 _PROBE = object()
@@ -550,8 +553,12 @@ NO_RUNNER_MESSAGE = (
 shift_frames = 1
 
 
-def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
-    """The generator that serves ``shift(func)`` in the current host task."""
+def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
+    """Serve ``shift(func)`` in the current host task.
+
+    Returns the generator to run for it (``yield from``), or ``(value,)`` if
+    ``func`` resumed the task with ``value`` before it had to suspend.
+    """
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
     body = shift_in_task(func, shift_frames)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ._run_context import ThreadState as PyThreadState
@@ -41,5 +42,11 @@ class _Local(threading.local):
 local = _Local()
 
 
-def current_state() -> PyThreadState:
+def _current_state() -> PyThreadState:
     return local.state
+
+
+#: This thread's :class:`ThreadState` (the compiled core caches it per thread).
+current_state: Callable[[], PyThreadState] = (
+    _current_state if compiled is None else compiled.current_state
+)

@@ -30,11 +30,25 @@ class Host(Protocol):
     def is_running(self) -> bool:
         """True if this host's loop is running on this thread (in a task or not)."""
 
-    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
-        """Suspend the current task in ``shift(func)``; the body of ``await shift``."""
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
+        """Suspend the current task in ``shift(func)``; the body of ``await shift``.
 
-    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+        Returns the generator to run, or ``(value,)`` if ``func`` resumed
+        the task with ``value`` before it had to suspend.
+        """
+
+    def shift_if_in_task(
+        self, func: Callable[[Any], Any]
+    ) -> Generator[Any, Any, Any] | tuple[Any] | None:
         """``shift(func)`` if one of this host's tasks is running here, else None."""
+
+    def task_here(self) -> object | None:
+        """What ``shift_for`` needs to know of the task running here; None if there is none."""
+
+    def shift_for(
+        self, func: Callable[[Any], Any], found: object
+    ) -> Generator[Any, Any, Any] | tuple[Any]:
+        """``shift(func)`` in the task ``task_here()`` found."""
 
     def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:
         """Carry on running ``coro``, suspended at ``first_yield``, as a task of this host.
@@ -92,12 +106,14 @@ def register(name: str, module: str, loader: Callable[[], Host], *, nests: bool 
     _probes[:] = [(m, n) for n, (m, _) in _registered.items()]
     if nests and (module, name) not in _nesting:
         _nesting.append((module, name))
+    _refresh(load=False)
 
 
 def _load(name: str) -> Host:
     runner = _loaded.get(name)
     if runner is None:
         runner = _loaded[name] = _registered[name][1]()
+        _refresh()
     return runner
 
 
@@ -130,34 +146,71 @@ def task_runner(skip: int = 0) -> Host | None:
     return None
 
 
-def shift_in_task(func: Callable[[Any], Any], skip: int = 0) -> Generator[Any, Any, Any] | None:
+def shift_in_task(
+    func: Callable[[Any], Any], skip: int = 0
+) -> Generator[Any, Any, Any] | tuple[Any] | None:
     """``shift(func)`` served by the host whose task is running here; None if there is none.
 
     What ``task_runner(skip).shift(func)`` does (the same hosts asked in the
     same order: keep the two in step), but each host finds its current task
     once instead of twice: on CPython 3.11 asyncio's look-up of the running
-    loop is a system call.  ``shift_if_in_task`` only builds the generator,
-    so one made for a host that a nesting host then overrules never runs.
+    loop is a system call.  ``shift_if_in_task`` calls ``func`` at once, so
+    once a nesting host is loaded each host is asked first and the shift
+    made only by the one that serves it.
+
+    The hot path: until a nesting host is loaded, the hosts already loaded
+    are asked in order, with no look-up in ``sys.modules`` for them (a host
+    once loaded stays loaded; one whose task is not running says so).
     """
     modules = sys.modules
-    nesting: list[NestingHost] = []
-    for module, name in _nesting:
+    for module, _ in _unloaded:
         if module in modules:
-            nesting.append(cast(NestingHost, _loaded.get(name) or _load(name)))
-    for module, name in _probes:
-        if module in modules:
-            runner = _loaded.get(name) or _load(name)
-            if nesting and runner in nesting:
-                if runner.in_task_at(_getframe(2 + skip)):
-                    return runner.shift(func)
-                continue
+            _refresh()
+            break
+    nesting: tuple[NestingHost, ...] = ()
+    if _nesting_loaded:
+        nesting = tuple(h for m, h in _nesting_loaded if m in modules)
+    if not nesting:
+        for runner in _active:
             body = runner.shift_if_in_task(func)
             if body is not None:
-                for host in nesting:
-                    if host.inside_other_task(_getframe(2 + skip)):
-                        return host.shift(func)
                 return body
+        return None
+    for runner in _active:
+        if runner in nesting:
+            if runner.in_task_at(_getframe(2 + skip)):
+                return runner.shift(func)
+            continue
+        found = runner.task_here()
+        if found is not None:
+            # Asked before the runner's shift runs func: a nesting host may overrule it.
+            for host in nesting:
+                if host.inside_other_task(_getframe(2 + skip)):
+                    return host.shift(func)
+            return runner.shift_for(func, found)
     return None
+
+
+# For shift_in_task: the hosts whose library is loaded (each loaded itself),
+# in the order they are asked; the nesting hosts among them; the others.
+_active: tuple[Host, ...] = ()
+_nesting_loaded: tuple[tuple[str, NestingHost], ...] = ()
+_unloaded: tuple[tuple[str, str], ...] = ()
+
+
+def _refresh(load: bool = True) -> None:
+    """Recompute what shift_in_task asks, loading the hosts whose library is loaded."""
+    global _active, _nesting_loaded, _unloaded
+    modules = sys.modules
+    for module, name in _probes:
+        if load and name not in _loaded and module in modules:
+            _loaded[name] = _registered[name][1]()
+    active = tuple(_loaded[name] for _, name in _probes if name in _loaded)
+    _nesting_loaded = tuple(
+        (module, cast(NestingHost, _loaded[name])) for module, name in _nesting if name in _loaded
+    )
+    _unloaded = tuple((m, n) for m, n in _probes if n not in _loaded)
+    _active = active
 
 
 def adopter(yielded: object) -> Host | None:

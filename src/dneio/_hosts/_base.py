@@ -31,15 +31,35 @@ class HostRunner(ABC):
         """True if this runner's loop is running on this thread (in a task or not)."""
 
     @abstractmethod
-    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
-        """Suspend the current task in ``shift(func)``; the body of ``await shift``."""
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
+        """Suspend the current task in ``shift(func)``; the body of ``await shift``.
 
-    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+        Returns the generator to run, or ``(value,)`` if ``func`` resumed the
+        task with ``value`` before it had to suspend (no generator is made).
+        """
+
+    def shift_if_in_task(
+        self, func: Callable[[Any], Any]
+    ) -> Generator[Any, Any, Any] | tuple[Any] | None:
         """``shift(func)`` if one of this runner's tasks is running here, else None.
 
         Runners that find their current task at some cost override it to do so once.
         """
         return self.shift(func) if self.in_task() else None
+
+    def task_here(self) -> object | None:
+        """What ``shift_for`` needs to know of the task running here; None if there is none.
+
+        Runners that find their current task at some cost override both, so
+        that the task is found once per shift.
+        """
+        return True if self.in_task() else None
+
+    def shift_for(
+        self, func: Callable[[Any], Any], found: object
+    ) -> Generator[Any, Any, Any] | tuple[Any]:
+        """``shift(func)`` in the task that ``task_here()`` found."""
+        return self.shift(func)
 
     @abstractmethod
     def adopt(self, coro: Any, first_yield: Any, context: Context) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core._continuation import AnsweringContinuation, report_unraisable, spent_error
+from .._core._impl import compiled
 from .._core._queue import ThreadState, current_state, release_hold, resume
 
 # Life of a host continuation.
@@ -40,8 +41,13 @@ _DROPPED_MESSAGE = (
 )
 
 
-class Slot:
-    """The state a parked host task shares with its continuation."""
+class PySlotCore:
+    """The hot part of :class:`Slot`: its fields and every claim on them.
+
+    The compiled core has a twin of it (``SlotCore``) that claims without a
+    lock: no Python code runs between its reading and writing the state.
+    This one takes ``_claim_lock`` for each claim.
+    """
 
     __slots__ = ("home", "is_exc", "k_ref", "shielded", "state", "value")
 
@@ -54,37 +60,28 @@ class Slot:
         # A weak reference to the continuation, once it has on_cancel
         # callbacks: they live on the continuation, so that callbacks which
         # refer to it do not keep it alive through the parked task.
-        self.k_ref: weakref.ref[HostContinuation] | None = None
+        self.k_ref: weakref.ref[Any] | None = None
 
-    # -- provided by each runner -----------------------------------------
+    # Provided by Slot; named here for the type checker.
     def _wake(self, st: ThreadState) -> None:
-        """Make the parked task run (or schedule it) with the stored outcome."""
         raise NotImplementedError
 
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` on the task's own thread, from its loop."""
-        raise NotImplementedError
-
-    def call_soon(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` soon from the loop (we are on its thread)."""
         raise NotImplementedError
 
     def line_up_deferred(self) -> bool:
-        """Deferred mode, resumed inside ``func``: wait behind tasks woken earlier?
-
-        If tasks woken earlier have not run yet, line up behind them (the
-        slot becomes RESUMED) and return True; else return False.
-        """
-        return False
+        raise NotImplementedError
 
     def queue_behind(self, st: ThreadState) -> None:
-        """Synchronous mode: wait in the thread's queue behind earlier resumptions."""
-        st.queue.append((self, False, None))
+        raise NotImplementedError
+
+    def check_resumable(self, k: object, here: bool) -> None:
+        raise NotImplementedError
 
     def must_wait(
         self,
         func: Callable[[Any], object],
-        make_continuation: Callable[[Slot], Any],
+        make_continuation: Callable[[Any], Any],
         synchronous: bool,
     ) -> bool:
         """Call ``func`` with a continuation; False if the task may go on at once.
@@ -120,30 +117,15 @@ class Slot:
         self.queue_behind(st)
         return True
 
-    def report(self, exc: Exception, what: str) -> None:
-        """Report an error nobody can receive (the runner's own way where it has one)."""
-        report_unraisable(exc, what)
-
-    def report_safely(self, exc: Exception, what: str) -> None:
-        """``report``, which must not raise: it runs in the middle of a host's cancellation."""
-        try:
-            self.report(exc, what)
-        except BaseException:
-            report_unraisable(exc, what)
-
-    # -- resumption --------------------------------------------------------
-    def check_resumable(self, k: object, here: bool) -> None:
-        """Raise a clear error, before anything is claimed, if the task's loop cannot run it.
-
-        ``here``: the resumer runs on the task's own thread.
-        """
-
     def resume(self, k: object, is_exc: bool, value: Any) -> bool:
         """Claim and deliver; False (nothing delivered) if the task was cancelled."""
         st = current_state()
         here = st is self.home
         if self.state != CANCELLED:  # resuming a cancelled task is a no-op anyway
             self.check_resumable(k, here)
+        # An exception is raised in the task with the traceback it has now
+        # (others may raise the same object meanwhile).
+        outcome = (value, value.__traceback__) if is_exc else value
         # Another thread may be resuming or cancelling the same continuation.
         with _claim_lock:
             state = self.state
@@ -156,9 +138,7 @@ class Slot:
             else:
                 raise spent_error(k)
             self.is_exc = is_exc
-            # An exception is raised in the task with the traceback it has
-            # now (others may raise the same object meanwhile).
-            self.value = (value, value.__traceback__) if is_exc else value
+            self.value = outcome
         if state == PARKED:
             if here:
                 resume(st, self, False, None)
@@ -199,35 +179,17 @@ class Slot:
                 del exc, tb, value
         return value
 
-    # -- cancellation --------------------------------------------------------
-    def try_cancel(self) -> bool:
-        """The task is being cancelled: give up the wait unless shielded or resumed."""
+    def _claim_cancel(self) -> bool:
+        """The task is being cancelled: CANCELLED unless shielded or resumed; True if so."""
         with _claim_lock:
             if self.state != PARKED or self.shielded:
                 return False
             self.state = CANCELLED
             self.value = None
-        k = self.k_ref() if self.k_ref is not None else None
-        callbacks = k._callbacks if k is not None else None
-        if callbacks:
-            k._callbacks = None  # type: ignore[union-attr]
-            st = self.home
-            # The host is in the middle of delivering a cancellation: no task
-            # may run until it is done, so resumptions made by the callbacks
-            # wait in the queue.  A callback's error cannot stop the others,
-            # nor the cancellation: it is reported.
-            st.hold += 1
-            try:
-                for cb in callbacks:
-                    try:
-                        cb()
-                    except Exception as exc:
-                        self.report_safely(exc, f"on_cancel callback {cb!r} raised")
-            finally:
-                release_hold(st, self.call_soon)
         return True
 
     def dropped(self) -> None:
+        """The continuation was dropped unresumed: wake the task with ContinuationDropped."""
         with _claim_lock:
             state = self.state
             if state == PENDING:
@@ -244,12 +206,12 @@ class Slot:
             pass
 
 
-class HostContinuation(AnsweringContinuation[None, Any, None]):
-    """A continuation of a trio or asyncio task parked in ``shift``."""
+class PyHostCore:
+    """The hot part of :class:`HostContinuation` (the compiled core has a twin, ``HostCore``)."""
 
     __slots__ = ("__weakref__", "_callbacks", "_s")
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(self, slot: Any) -> None:
         self._s = slot
         self._callbacks: list[Callable[[], object]] | None = None
 
@@ -261,18 +223,119 @@ class HostContinuation(AnsweringContinuation[None, Any, None]):
             raise TypeError(f"throw() takes an exception instance, not {exc!r}")
         self._s.resume(self, True, exc)
 
-    __call__ = send
-
-    def _report_error(self, exc: Exception, what: str) -> None:
-        """Report an error nobody can receive, the way this task's host does."""
-        self._s.report_safely(exc, what)
+    def __call__(self, value: Any) -> None:
+        self._s.resume(self, False, value)
 
     def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
         # Claimed under the lock that cancellation takes too: exactly one wins.
         return self._s.resume(self, is_exc, value), None
 
     def is_cancelled(self) -> bool:
-        return self._s.state == CANCELLED
+        return bool(self._s.state == CANCELLED)
+
+    def __del__(self) -> None:
+        s = self._s
+        if s.state == PENDING or s.state == PARKED:
+            s.dropped()
+
+
+if TYPE_CHECKING:
+    SlotCore = PySlotCore
+    HostCore = PyHostCore
+elif compiled is not None:
+    SlotCore = compiled.SlotCore
+    HostCore = compiled.HostCore
+    compiled.setup_hosts(spent_error, lambda: ContinuationDropped(_DROPPED_MESSAGE))
+else:
+    SlotCore = PySlotCore
+    HostCore = PyHostCore
+
+
+class Slot(SlotCore):
+    """The state a parked host task shares with its continuation."""
+
+    __slots__ = ()
+
+    # -- provided by each runner -----------------------------------------
+    def _wake(self, st: ThreadState) -> None:
+        """Make the parked task run (or schedule it) with the stored outcome."""
+        raise NotImplementedError
+
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the task's own thread, from its loop."""
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` soon from the loop (we are on its thread)."""
+        raise NotImplementedError
+
+    def line_up_deferred(self) -> bool:
+        """Deferred mode, resumed inside ``func``: wait behind tasks woken earlier?
+
+        If tasks woken earlier have not run yet, line up behind them (the
+        slot becomes RESUMED) and return True; else return False.
+        """
+        return False
+
+    def queue_behind(self, st: ThreadState) -> None:
+        """Synchronous mode: wait in the thread's queue behind earlier resumptions."""
+        st.queue.append((self, False, None))
+
+    def report(self, exc: Exception, what: str) -> None:
+        """Report an error nobody can receive (the runner's own way where it has one)."""
+        report_unraisable(exc, what)
+
+    def report_safely(self, exc: Exception, what: str) -> None:
+        """``report``, which must not raise: it runs in the middle of a host's cancellation."""
+        try:
+            self.report(exc, what)
+        except BaseException:
+            report_unraisable(exc, what)
+
+    def check_resumable(self, k: object, here: bool) -> None:
+        """Raise a clear error, before anything is claimed, if the task's loop cannot run it.
+
+        ``here``: the resumer runs on the task's own thread.
+        """
+
+    # -- cancellation --------------------------------------------------------
+    def try_cancel(self) -> bool:
+        """The task is being cancelled: give up the wait unless shielded or resumed."""
+        if not self._claim_cancel():
+            return False
+        k: Any = self.k_ref() if self.k_ref is not None else None
+        callbacks = k._callbacks if k is not None else None
+        if callbacks:
+            k._callbacks = None
+            st = self.home
+            # The host is in the middle of delivering a cancellation: no task
+            # may run until it is done, so resumptions made by the callbacks
+            # wait in the queue.  A callback's error cannot stop the others,
+            # nor the cancellation: it is reported.
+            st.hold += 1
+            try:
+                for cb in callbacks:
+                    try:
+                        cb()
+                    except Exception as exc:
+                        self.report_safely(exc, f"on_cancel callback {cb!r} raised")
+            finally:
+                release_hold(st, self.call_soon)
+        return True
+
+
+class HostContinuation(HostCore, AnsweringContinuation[None, Any, None]):
+    """A continuation of a trio or asyncio task parked in ``shift``.
+
+    ``send``, ``throw``, a call and the finaliser (which notices a
+    continuation dropped unresumed) are compiled where the core is.
+    """
+
+    __slots__ = ()
+
+    def _report_error(self, exc: Exception, what: str) -> None:
+        """Report an error nobody can receive, the way this task's host does."""
+        self._s.report_safely(exc, what)
 
     def on_cancel(self, callback: Callable[[], object]) -> None:
         if not callable(callback):
@@ -288,8 +351,3 @@ class HostContinuation(AnsweringContinuation[None, Any, None]):
 
     def shield(self) -> None:
         self._s.shielded = True
-
-    def __del__(self) -> None:
-        s = self._s
-        if s.state <= PARKED and s.state != EARLY:  # PENDING or PARKED
-            s.dropped()

@@ -73,15 +73,25 @@ def current_task_getter() -> Callable[[Any], Any]:
     return tasks.get if ok else asyncio.current_task
 
 
-def step(loop: Any, wakeup: Callable[[Any], object], context: Context, park: Any) -> None:
-    """Run the task step that ``wakeup`` (its done-callback) starts, right now."""
+def step(
+    loop: Any,
+    wakeup: Callable[[Any], object],
+    context: Context,
+    park: Any,
+    current_task: Callable[[Any], Any] = asyncio.current_task,
+) -> None:
+    """Run the task step that ``wakeup`` (its done-callback) starts, right now.
+
+    ``current_task(loop)`` finds the task running now (the runner passes its
+    checked fast getter).
+    """
     assert _enter_task is not None and _leave_task is not None
-    current = asyncio.current_task(loop)
+    current = current_task(loop)
     if current is not None:
         _leave_task(loop, current)
     # Resumed from a trio task (a trio guest run inside asyncio): while the
     # asyncio task runs, no trio task is running.
-    trio_ctx = _trio_run_context()
+    trio_ctx: Any = _trio_run_context() if "trio._core._run" in sys.modules else None
     trio_task = trio_ctx.__dict__.pop("task", None) if trio_ctx is not None else None
     try:
         context.run(wakeup, park)

@@ -9,10 +9,10 @@ import weakref
 from collections.abc import Callable, Generator
 from contextvars import Context
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from ..._core._adoption import adopted, carry_on
-from ..._core._queue import ThreadState, local
+from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING
 from .._parking import (
@@ -83,7 +83,7 @@ class AsyncioSlot(Slot):
     ) -> None:
         if context is None:
             context = contextvars.copy_context()
-        if self.done():
+        if self.state >= RESUMED and not self.queued:  # self.done()
             self.loop.call_soon(fn, self, context=context)
         else:
             self.done_callbacks.append((fn, context))
@@ -147,6 +147,8 @@ class AsyncioSlot(Slot):
 
     def check_resumable(self, k: object, here: bool) -> None:
         loop = self.loop
+        if here and _get_running_loop() is loop:
+            return  # running here, so not closed either
         if loop.is_closed():
             raise RuntimeError(
                 f"cannot resume {k!r}: its event loop is closed, and the task with it"
@@ -171,7 +173,7 @@ class AsyncioSlot(Slot):
         if RUNNER.synchronous and len(callbacks) == 1:
             ((wakeup, context),) = callbacks
             self.done_callbacks = []
-            _asyncio_internals.step(self.loop, wakeup, context, self)
+            _asyncio_internals.step(self.loop, wakeup, context, self, RUNNER.current_task)
         else:
             if not self.deferred:
                 self.deferred = True
@@ -206,12 +208,14 @@ class AsyncioRunner(HostRunner):
     def is_running(self) -> bool:
         return _get_running_loop() is not None
 
-    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
         loop = _get_running_loop()
         assert loop is not None
         return self._shift(func, loop, self.current_task(loop))
 
-    def shift_if_in_task(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | None:
+    def shift_if_in_task(
+        self, func: Callable[[Any], Any]
+    ) -> Generator[Any, Any, Any] | tuple[Any] | None:
         # The running loop is looked up once per shift, not twice.
         loop = _get_running_loop()
         if loop is None:
@@ -219,16 +223,40 @@ class AsyncioRunner(HostRunner):
         task = self.current_task(loop)
         if task is None:
             return None
+        if HOSTING.asyncio is None:
+            self.hosting.start_if_running(loop)
+        park = AsyncioSlot(current_state(), loop, task)
+        if not park.must_wait(func, AsyncioContinuation, self.synchronous):
+            return (park.outcome(),)
+        return self._wait(park, loop, task)
+
+    def task_here(self) -> tuple[asyncio.AbstractEventLoop, Any] | None:
+        loop = _get_running_loop()
+        if loop is None:
+            return None
+        task = self.current_task(loop)
+        return None if task is None else (loop, task)
+
+    def shift_for(
+        self, func: Callable[[Any], Any], found: object
+    ) -> Generator[Any, Any, Any] | tuple[Any]:
+        loop, task = cast(tuple[asyncio.AbstractEventLoop, Any], found)
         return self._shift(func, loop, task)
 
     def _shift(
         self, func: Callable[[Any], Any], loop: asyncio.AbstractEventLoop, task: Any
-    ) -> Generator[Any, Any, Any]:
+    ) -> Generator[Any, Any, Any] | tuple[Any]:
         if HOSTING.asyncio is None:
             self.hosting.start_if_running(loop)
-        park = AsyncioSlot(local.state, loop, task)
+        park = AsyncioSlot(current_state(), loop, task)
         if not park.must_wait(func, AsyncioContinuation, self.synchronous):
-            return park.outcome()
+            return (park.outcome(),)
+        return self._wait(park, loop, task)
+
+    def _wait(
+        self, park: AsyncioSlot, loop: asyncio.AbstractEventLoop, task: Any
+    ) -> Generator[Any, Any, Any]:
+        """The task's wait in a ``shift`` it must suspend in."""
         park._asyncio_future_blocking = True
         sent = None
         try:

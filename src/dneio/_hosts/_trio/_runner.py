@@ -15,7 +15,7 @@ import trio.lowlevel as tl
 
 from ..._core import _driver_py
 from ..._core._adoption import adopted, carry_on
-from ..._core._queue import ThreadState, local
+from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING, Hosting
 from .._parking import (
@@ -192,13 +192,18 @@ class TrioRunner(HostRunner):
         return True
 
     @tl.enable_ki_protection
-    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
         if HOSTING.trio is None:
             self.hosting.start_if_running()
         task, token = self._current()
-        slot = TrioSlot(local.state, task, token)
+        slot = TrioSlot(current_state(), task, token)
         if not slot.must_wait(func, TrioContinuation, self.synchronous):
-            return slot.outcome()
+            return (slot.outcome(),)
+        return self._wait(slot)
+
+    @tl.enable_ki_protection
+    def _wait(self, slot: TrioSlot) -> Generator[Any, Any, Any]:
+        """The task's wait in a ``shift`` it must suspend in."""
         if self.synchronous:
             sent = yield _trio_internals.WaitTaskRescheduled(slot.abort)
             if sent is not _WOKEN:

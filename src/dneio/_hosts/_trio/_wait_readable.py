@@ -137,7 +137,9 @@ def _hook_trio_shift() -> None:
     runner = get_runner("trio")
     original = runner.shift
 
-    def shift_starting_watcher(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
+    def shift_starting_watcher(
+        func: Callable[[Any], Any],
+    ) -> Generator[Any, Any, Any] | tuple[Any]:
         obj = _registered
         if obj is not None:
             obj._watcher()

@@ -29,8 +29,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from ..._core._adoption import adopted
-from ..._core._queue import ThreadState
-from ..._core._queue import local as _local
+from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._parking import CANCELLED, PENDING, HostContinuation, Slot
 from . import _internals as _twisted_internals
@@ -126,12 +125,11 @@ class TwistedSlot(Slot):
         self.cancel_pending = False
         self.status: Any = None
 
-    def resume(self, k: object, is_exc: bool, value: Any) -> bool:
-        if self.reactor is None and _local.state is not self.home:
+    def check_resumable(self, k: object, here: bool) -> None:
+        if self.reactor is None and not here:
             # From another thread: refuse before claiming, so nothing is lost.
             self.reactor = installed_reactor()
             _hops_for(self.reactor)
-        return Slot.resume(self, k, is_exc, value)
 
     def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
         reactor = self.reactor if self.reactor is not None else installed_reactor()
@@ -229,10 +227,14 @@ class TwistedRunner(HostRunner):
     def is_running(self) -> bool:
         return self.reactor_here()
 
-    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
-        slot = TwistedSlot(_local.state, _modules.get("twisted.internet.reactor"))
+    def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
+        slot = TwistedSlot(current_state(), _modules.get("twisted.internet.reactor"))
         if not slot.must_wait(func, TwistedContinuation, True):
-            return slot.outcome()
+            return (slot.outcome(),)
+        return self._wait(slot)
+
+    def _wait(self, slot: TwistedSlot) -> Generator[Any, Any, Any]:
+        """The coroutine's wait in a ``shift`` it must suspend in."""
         while True:
             d = slot.deferred = defer.Deferred(slot.cancelled_by_twisted)
             sent = yield d
