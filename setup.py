@@ -8,6 +8,19 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("dneio._core._driver_c", ["src/dneio/_core/_driver_c.c"], optional=True),
+        Extension(
+            "dneio._core._driver_c",
+            ["src/dneio/_core/_driver_c.c"],
+            depends=["src/dneio/_core/_driver_c_api.h"],
+            optional=True,
+        ),
+        # The asyncio runner's compiled part: it needs the core above.
+        Extension(
+            "dneio._hosts._asyncio._asyncio_c",
+            ["src/dneio/_hosts/_asyncio/_asyncio_c.c"],
+            include_dirs=["src/dneio/_core"],
+            depends=["src/dneio/_core/_driver_c_api.h"],
+            optional=True,
+        ),
     ]
 )

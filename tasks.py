@@ -216,8 +216,8 @@ def _ensure(env: Env) -> str:
     """Create or refresh ``env`` with dneio and its extras installed; its python."""
     inputs = [(ROOT / "pyproject.toml").read_bytes(), (ROOT / "setup.py").read_bytes()]
     # The compiled core is built in place by the install: a changed C source
-    # must rebuild it, or the tests would run the old one.
-    inputs += [c.read_bytes() for c in sorted((ROOT / "src").rglob("*.c"))]
+    # or header must rebuild it, or the tests would run the old one.
+    inputs += [c.read_bytes() for c in sorted((ROOT / "src").rglob("*.[ch]"))]
     if env.constraints is not None:
         inputs.append(env.constraints.read_bytes())
     inputs += [env.extras.encode(), env.python.exe.encode(), env.python.full.encode()]

@@ -37,6 +37,8 @@ def test_one_running_loop_lookup_per_shift(
         return real()
 
     monkeypatch.setattr(asyncio_runner, "_get_running_loop", counting)
+    # The compiled asyncio shift keeps its own reference: hand it the counter too.
+    asyncio_runner._setup_compiled()
     seen: list[int] = []
     parked: list[Any] = []
 
@@ -64,5 +66,9 @@ def test_one_running_loop_lookup_per_shift(
                 parked.pop().send(None)
                 await h.settle()
 
-    dneio_runner.run(main)
+    try:
+        dneio_runner.run(main)
+    finally:
+        monkeypatch.undo()
+        asyncio_runner._setup_compiled()
     assert seen == [1] * 6

@@ -13,6 +13,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "_driver_c_api.h"
+
 /* Where the coroutine struct is known to carry its frame state (3.11 to 3.13),
  * reset() tells a coroutine that has not started from one that has without
  * a Python call; elsewhere the Python reset() checks. */
@@ -47,15 +49,7 @@ static PyObject *str_leave = NULL;
 
 /* ---------------------------------------------------------------- ThreadState */
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *driving;
-    PyObject *queue;
-    PyObject *entry_host;
-    Py_ssize_t depth;
-    Py_ssize_t hold;
-    char pump_pending;
-} ThreadState;
+/* ThreadState: the struct is in _driver_c_api.h. */
 
 static int
 ts_init(ThreadState *self, PyObject *args, PyObject *kwds)
@@ -376,6 +370,47 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
     return answer;
 }
 
+/* step(), with the entry hook around it while one is installed: the hosts'
+ * Hosting.enter/leave, which make the coroutine's own host task current.
+ * On an error from enter, nothing ran and *not_run is set. */
+static PyObject *
+hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
+{
+    *not_run = 0;
+    if (entry_hook == Py_None) {
+        return step(st, coro, ctx, value);
+    }
+    PyObject *hosting = Py_NewRef(entry_hook);
+    PyObject *resumer = PyObject_CallMethodObjArgs(hosting, str_enter, (PyObject *)st, coro, NULL);
+    if (resumer == NULL) {
+        Py_DECREF(hosting);
+        *not_run = 1;
+        return NULL;
+    }
+    if (resumer == Py_None) {
+        Py_DECREF(resumer);
+        Py_DECREF(hosting);
+        return step(st, coro, ctx, value);
+    }
+    PyObject *answer = step(st, coro, ctx, value);
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyObject *r = PyObject_CallMethodOneArg(hosting, str_leave, resumer);
+    Py_DECREF(resumer);
+    Py_DECREF(hosting);
+    if (r == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(exc);
+        Py_XDECREF(tb);
+        Py_CLEAR(answer);
+    }
+    else {
+        Py_DECREF(r);
+        PyErr_Restore(type, exc, tb);
+    }
+    return answer;
+}
+
 static PyObject *
 nc_send(NativeCore *self, PyObject *value)
 {
@@ -398,46 +433,18 @@ nc_send(NativeCore *self, PyObject *value)
         Py_DECREF(st);
         return answer;
     }
-    /* While an entry hook is installed, it runs around every step of a
-     * native coroutine (the hosts' Hosting.enter/leave: the coroutine's own
-     * host task is made current). */
-    PyObject *resumer = NULL;
-    PyObject *hosting = NULL;
-    if (entry_hook != Py_None) {
-        hosting = Py_NewRef(entry_hook);
-        resumer = PyObject_CallMethodObjArgs(hosting, str_enter, (PyObject *)st, coro, NULL);
-        if (resumer == NULL) {
-            Py_DECREF(hosting);
-            Py_SETREF(self->claimed, coro);
-            Py_DECREF(st);
-            return NULL;
-        }
-        if (resumer == Py_None) {
-            Py_CLEAR(resumer);
-        }
-    }
     PyObject *ctx = Py_NewRef(self->ctx);
+    int not_run;
     st->depth += 1;
-    answer = step(st, coro, ctx, value);
+    answer = hooked_step(st, coro, ctx, value, &not_run);
     Py_DECREF(ctx);
-    if (resumer != NULL) {
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyObject *r = PyObject_CallMethodOneArg(hosting, str_leave, resumer);
-        Py_DECREF(resumer);
-        if (r == NULL) {
-            Py_XDECREF(type);
-            Py_XDECREF(exc);
-            Py_XDECREF(tb);
-            Py_CLEAR(answer);
-        }
-        else {
-            Py_DECREF(r);
-            PyErr_Restore(type, exc, tb);
-        }
-    }
-    Py_XDECREF(hosting);
     st->depth -= 1;
+    if (not_run) {
+        /* The hook failed before the coroutine ran: it stays claimed, not lost. */
+        Py_SETREF(self->claimed, coro);
+        Py_DECREF(st);
+        return NULL;
+    }
     answer = finish(st, answer);
     Py_DECREF(st);
     Py_DECREF(coro);
@@ -853,25 +860,7 @@ static PyTypeObject Shift_Type = {
  * a lock instead).  The engine knows nothing of any host: what differs per
  * host (how to check, wake, or hop threads) is a Python method of the slot. */
 
-enum {
-    HS_PENDING = 0,   /* func is still running in the task */
-    HS_EARLY = 1,     /* resumed while func was running */
-    HS_PARKED = 2,    /* the task is suspended, waiting */
-    HS_RESUMED = 3,   /* claimed by a resumption */
-    HS_CANCELLED = 4, /* the task was cancelled while parked */
-    HS_SPENT = 5,     /* func raised before resuming */
-    HS_DROPPED = 6,   /* the handle was dropped before func returned */
-};
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *home;    /* the ThreadState of the task's thread */
-    PyObject *value;   /* the outcome: a value, or (exception, traceback) */
-    PyObject *k_ref;   /* None, or a weak reference to the continuation */
-    int state;
-    char is_exc;
-    char shielded;
-} SlotCore;
+/* SlotCore and the HS_* states are in _driver_c_api.h. */
 
 typedef struct {
     PyObject_HEAD
@@ -1122,7 +1111,66 @@ make_host_continuation(SlotCore *self, PyObject *make)
     return PyObject_CallOneArg(make, (PyObject *)self);
 }
 
-/* must_wait(func, make_continuation, synchronous): see PySlotCore.must_wait. */
+/* must_wait(func, make_continuation, synchronous): see PySlotCore.must_wait.
+ * 1: the task must suspend; 0: it may go on at once; -1: error. */
+static int
+slot_must_wait_impl(SlotCore *self, PyObject *func, PyObject *make, int synchronous)
+{
+    PyObject *k = make_host_continuation(self, make);
+    if (k == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallOneArg(func, k);
+    if (r == NULL) {
+        /* func raised before resuming: the error goes to the task, k is spent. */
+        if (self->state == HS_PENDING) {
+            self->state = HS_SPENT;
+        }
+        Py_DECREF(k);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_DECREF(k);  /* if func kept no reference, the continuation is dropped here */
+    int state = self->state;
+    if (state == HS_PENDING) {
+        self->state = HS_PARKED;
+        return 1;
+    }
+    if (state == HS_DROPPED) {
+        PyObject *exc = PyObject_CallNoArgs(py_dropped_error);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return -1;
+    }
+    /* EARLY: resumed inside func. */
+    if (!synchronous) {
+        r = PyObject_CallMethodNoArgs((PyObject *)self, str_line_up_deferred);
+        if (r == NULL) {
+            return -1;
+        }
+        int wait = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return wait;
+    }
+    if (!PyObject_TypeCheck(self->home, &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the slot's home is not a thread state");
+        return -1;
+    }
+    ThreadState *st = (ThreadState *)self->home;
+    if (!st->hold && !queue_blocked(st)) {
+        return 0;
+    }
+    self->state = HS_RESUMED;
+    r = PyObject_CallMethodOneArg((PyObject *)self, str_queue_behind, (PyObject *)st);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
 static PyObject *
 slot_must_wait(SlotCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1134,58 +1182,16 @@ slot_must_wait(SlotCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (synchronous < 0) {
         return NULL;
     }
-    PyObject *k = make_host_continuation(self, args[1]);
-    if (k == NULL) {
+    int r = slot_must_wait_impl(self, args[0], args[1], synchronous);
+    if (r < 0) {
         return NULL;
     }
-    PyObject *r = PyObject_CallOneArg(args[0], k);
-    if (r == NULL) {
-        /* func raised before resuming: the error goes to the task, k is spent. */
-        if (self->state == HS_PENDING) {
-            self->state = HS_SPENT;
-        }
-        Py_DECREF(k);
-        return NULL;
-    }
-    Py_DECREF(r);
-    Py_DECREF(k);  /* if func kept no reference, the continuation is dropped here */
-    int state = self->state;
-    if (state == HS_PENDING) {
-        self->state = HS_PARKED;
-        Py_RETURN_TRUE;
-    }
-    if (state == HS_DROPPED) {
-        PyObject *exc = PyObject_CallNoArgs(py_dropped_error);
-        if (exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-            Py_DECREF(exc);
-        }
-        return NULL;
-    }
-    /* EARLY: resumed inside func. */
-    if (!synchronous) {
-        return PyObject_CallMethodNoArgs((PyObject *)self, str_line_up_deferred);
-    }
-    if (!PyObject_TypeCheck(self->home, &ThreadState_Type)) {
-        PyErr_SetString(PyExc_TypeError, "the slot's home is not a thread state");
-        return NULL;
-    }
-    ThreadState *st = (ThreadState *)self->home;
-    if (!st->hold && !queue_blocked(st)) {
-        Py_RETURN_FALSE;
-    }
-    self->state = HS_RESUMED;
-    r = PyObject_CallMethodOneArg((PyObject *)self, str_queue_behind, (PyObject *)st);
-    if (r == NULL) {
-        return NULL;
-    }
-    Py_DECREF(r);
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(r);
 }
 
 /* The outcome, as the woken task sees it. */
 static PyObject *
-slot_outcome(SlotCore *self, PyObject *unused)
+slot_outcome_impl(SlotCore *self)
 {
     if (!self->is_exc) {
         return Py_NewRef(self->value);
@@ -1209,6 +1215,12 @@ slot_outcome(SlotCore *self, PyObject *unused)
 }
 
 /* The task is being cancelled: CANCELLED unless shielded or resumed; True if so. */
+static PyObject *
+slot_outcome(SlotCore *self, PyObject *unused)
+{
+    return slot_outcome_impl(self);
+}
+
 static PyObject *
 slot_claim_cancel(SlotCore *self, PyObject *unused)
 {
@@ -1613,7 +1625,7 @@ reset_fn(PyObject *module, PyObject *coro)
     if (st == NULL) {
         return NULL;
     }
-    if (st->depth >= max_depth || entry_hook != Py_None) {
+    if (st->depth >= max_depth) {
         Py_DECREF(st);
         return PyObject_CallOneArg(py_reset, coro);
     }
@@ -1624,8 +1636,9 @@ reset_fn(PyObject *module, PyObject *coro)
         return NULL;
     }
     Py_INCREF(coro);
+    int not_run;
     st->depth += 1;
-    PyObject *answer = step(st, coro, ctx, Py_None);
+    PyObject *answer = hooked_step(st, coro, ctx, Py_None, &not_run);
     st->depth -= 1;
     answer = finish(st, answer);
     Py_DECREF(ctx);
@@ -1778,6 +1791,24 @@ PyInit__driver_c(void)
         || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0
         || PyModule_AddObjectRef(m, "SlotCore", (PyObject *)&SlotCore_Type) < 0
         || PyModule_AddObjectRef(m, "HostCore", (PyObject *)&HostCore_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    static DneioCAPI capi;
+    capi.version = DNEIO_CAPI_VERSION;
+    capi.slot_type = &SlotCore_Type;
+    capi.thread_state_type = &ThreadState_Type;
+    capi.current_state = current_state;
+    capi.must_wait = slot_must_wait_impl;
+    capi.outcome = slot_outcome_impl;
+    PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
+    if (capsule == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    int added = PyModule_AddObjectRef(m, "_C_API", capsule);
+    Py_DECREF(capsule);
+    if (added < 0) {
         Py_DECREF(m);
         return NULL;
     }

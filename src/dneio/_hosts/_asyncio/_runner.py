@@ -9,9 +9,10 @@ import weakref
 from collections.abc import Callable, Generator
 from contextvars import Context
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._core._adoption import adopted, carry_on
+from ..._core._impl import compiled
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING
@@ -25,6 +26,13 @@ from .._parking import (
 )
 from . import _internals as _asyncio_internals
 
+_asyncio_c: Any = None
+if compiled is not None:
+    try:
+        from . import _asyncio_c
+    except ImportError:  # not built: the pure-Python slot serves
+        _asyncio_c = None
+
 _get_running_loop = asyncio._get_running_loop
 _enter_task: Any = _asyncio_internals._enter_task
 _leave_task: Any = _asyncio_internals._leave_task
@@ -36,12 +44,12 @@ _ANYIO_CANCEL = ("Cancelled by cancel scope ", "Cancelled via cancel scope ")
 _deferred_wakes: dict[asyncio.AbstractEventLoop, int] = {}
 
 
-class AsyncioSlot(Slot):
-    """The future-like object a task parked in ``shift`` waits on.
+class PyAsyncioSlotCore(Slot):
+    """The hot part of :class:`AsyncioSlot`: its fields and what a task step calls.
 
-    asyncio tasks accept any object that follows the future protocol.  This
-    one keeps the task's wake-up callback instead of scheduling it, so dneio
-    decides when (and how synchronously) the task runs.
+    The compiled twin is ``_asyncio_c.AsyncioSlotCore``, which also serves as
+    the iterator of the task's ``shift`` (instead of :meth:`AsyncioRunner._wait`);
+    both hand every unusual case to the ``*_slow`` methods of :class:`AsyncioSlot`.
     """
 
     __slots__ = (
@@ -74,6 +82,16 @@ class AsyncioSlot(Slot):
         # Claimed, but waiting in the thread's resumption queue for its turn.
         self.queued = False
 
+    # Provided by AsyncioSlot; named here for the type checker.
+    def _result_slow(self) -> None:
+        raise NotImplementedError
+
+    def _check_resumable_slow(self, k: object, here: bool) -> None:
+        raise NotImplementedError
+
+    def _wake_slow(self, st: ThreadState) -> None:
+        raise NotImplementedError
+
     # -- the future protocol, as asyncio.Task uses it ------------------------
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self.loop
@@ -88,16 +106,54 @@ class AsyncioSlot(Slot):
         else:
             self.done_callbacks.append((fn, context))
 
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        before = len(self.done_callbacks)
-        self.done_callbacks = [(f, c) for f, c in self.done_callbacks if f != fn]
-        return before - len(self.done_callbacks)
-
     def done(self) -> bool:
         return self.state >= RESUMED and not self.queued
 
     def cancelled(self) -> bool:
         return self.state == CANCELLED
+
+    def result(self) -> None:
+        if self.state == CANCELLED:
+            self._result_slow()
+
+    def exception(self) -> None:
+        self.result()
+
+    # -- dneio -----------------------------------------------------------------
+    def check_resumable(self, k: object, here: bool) -> None:
+        if here and _get_running_loop() is self.loop:
+            return  # running here, so not closed either
+        self._check_resumable_slow(k, here)
+
+    def _wake(self, st: ThreadState) -> None:
+        self._wake_slow(st)
+
+
+if TYPE_CHECKING:
+    _SlotBase = PyAsyncioSlotCore
+elif _asyncio_c is None:
+    _SlotBase = PyAsyncioSlotCore
+else:
+
+    class _SlotBase(_asyncio_c.AsyncioSlotCore, Slot):
+        __slots__ = ()
+
+
+class AsyncioSlot(_SlotBase):
+    """The future-like object a task parked in ``shift`` waits on.
+
+    asyncio tasks accept any object that follows the future protocol.  This
+    one keeps the task's wake-up callback instead of scheduling it, so dneio
+    decides when (and how synchronously) the task runs.
+    """
+
+    __slots__ = ()
+
+    # -- the future protocol, as asyncio.Task uses it ------------------------
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        before = len(self.done_callbacks)
+        self.done_callbacks = [(f, c) for f, c in self.done_callbacks if f != fn]
+        return before - len(self.done_callbacks)
 
     def cancel(self, msg: Any = None) -> bool:
         if self.try_cancel():
@@ -113,12 +169,8 @@ class AsyncioSlot(Slot):
             return True
         return False
 
-    def result(self) -> None:
-        if self.state == CANCELLED:
-            raise asyncio.CancelledError(self.cancel_msg)
-
-    def exception(self) -> None:
-        self.result()
+    def _result_slow(self) -> None:
+        raise asyncio.CancelledError(self.cancel_msg)
 
     def schedule_callbacks(self) -> None:
         callbacks, self.done_callbacks = self.done_callbacks, []
@@ -145,10 +197,8 @@ class AsyncioSlot(Slot):
             {"message": f"dneio: {what}", "exception": exc, "task": self.task}
         )
 
-    def check_resumable(self, k: object, here: bool) -> None:
+    def _check_resumable_slow(self, k: object, here: bool) -> None:
         loop = self.loop
-        if here and _get_running_loop() is loop:
-            return  # running here, so not closed either
         if loop.is_closed():
             raise RuntimeError(
                 f"cannot resume {k!r}: its event loop is closed, and the task with it"
@@ -167,7 +217,7 @@ class AsyncioSlot(Slot):
     def call_soon(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon(fn)
 
-    def _wake(self, st: ThreadState) -> None:
+    def _wake_slow(self, st: ThreadState) -> None:
         self.queued = False
         callbacks = self.done_callbacks
         if RUNNER.synchronous and len(callbacks) == 1:
@@ -179,6 +229,58 @@ class AsyncioSlot(Slot):
                 self.deferred = True
                 _deferred_wakes[self.loop] = _deferred_wakes.get(self.loop, 0) + 1
             self.schedule_callbacks()
+
+    # -- the end of a wait, when the compiled slot is the shift's iterator -----------
+    def _finish_slow(self, sent: Any) -> Any:
+        """What follows the wait (see ``AsyncioRunner._wait``), after an unusual one."""
+        if self.deferred:
+            _uncount_deferred(self.loop)
+        if sent is self:
+            # Handed straight back: not an asyncio task's step (which sends
+            # None) but a coroutine driver that ignores what it does not know.
+            _not_an_asyncio_task(self)
+        if self.state == CANCELLED:
+            self._result_slow()
+        if self.cancel_pending and self.task is not None:
+            _redeliver_cancel(self.task, self.cancel_msg)
+        return self.outcome()
+
+    def _throw_slow(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """An exception thrown into the wait (see ``AsyncioRunner._wait``)."""
+        if isinstance(typ, BaseException):
+            exc = typ
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, BaseException):
+            exc = val
+        else:
+            exc = typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        if (
+            not isinstance(exc, asyncio.CancelledError)
+            or self.state != RESUMED
+            or self.task is None
+        ):
+            if self.deferred:
+                _uncount_deferred(self.loop)
+            raise exc
+        self.cancel_pending = True
+        self.cancel_msg = exc.args[0] if exc.args else None
+        return self._finish_slow(None)
+
+    def _close_slow(self) -> None:
+        """The task's coroutine was closed while it waited here."""
+        if self.deferred:
+            _uncount_deferred(self.loop)
+
+
+def _uncount_deferred(loop: asyncio.AbstractEventLoop) -> None:
+    left = _deferred_wakes[loop] - 1
+    if left:
+        _deferred_wakes[loop] = left
+    else:
+        del _deferred_wakes[loop]
 
 
 class AsyncioContinuation(HostContinuation):
@@ -230,6 +332,10 @@ class AsyncioRunner(HostRunner):
             return (park.outcome(),)
         return self._wait(park, loop, task)
 
+    if _asyncio_c is not None:
+        # The compiled shift: the same steps, with the slot as the iterator.
+        shift_if_in_task = staticmethod(_asyncio_c.shift_if_in_task)
+
     def task_here(self) -> tuple[asyncio.AbstractEventLoop, Any] | None:
         loop = _get_running_loop()
         if loop is None:
@@ -246,6 +352,9 @@ class AsyncioRunner(HostRunner):
     def _shift(
         self, func: Callable[[Any], Any], loop: asyncio.AbstractEventLoop, task: Any
     ) -> Generator[Any, Any, Any] | tuple[Any]:
+        if _asyncio_c is not None:
+            result: Generator[Any, Any, Any] | tuple[Any] = _asyncio_c.shift_in(func, loop, task)
+            return result
         if HOSTING.asyncio is None:
             self.hosting.start_if_running(loop)
         park = AsyncioSlot(current_state(), loop, task)
@@ -268,11 +377,7 @@ class AsyncioRunner(HostRunner):
             park.cancel_msg = exc.args[0] if exc.args else None
         finally:
             if park.deferred:
-                left = _deferred_wakes[loop] - 1
-                if left:
-                    _deferred_wakes[loop] = left
-                else:
-                    del _deferred_wakes[loop]
+                _uncount_deferred(loop)
         if sent is park:
             # Handed straight back: not an asyncio task's step (which sends
             # None) but a coroutine driver that ignores what it does not know.
@@ -642,6 +747,11 @@ class AsyncioHosting:
                 _enter_task(loop, prev)
         if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
             self._release(coro, host)
+        elif host.ref is None:
+            recorded = self.records.get(id(coro))
+            if recorded is not None and recorded is host:
+                # Suspended: forget it if it is collected (see _host_for).
+                self._watch(coro, recorded)
 
     # -- hosts ---------------------------------------------------------------------------
     def _host_for(self, coro: Any, loop: asyncio.AbstractEventLoop) -> _Host | None:
@@ -662,13 +772,17 @@ class AsyncioHosting:
             task = loop.create_task(_HostCoro(host), name=f"dneio native host of {name}")
             _asyncio_internals.hide(task)
             host.task = task
-        key = id(coro)
+        # Watched (_watch) only once the step leaves it suspended: most
+        # coroutines run inside a loop finish in their first step.
+        host.ref = None
+        self.records[id(coro)] = host
+        return host
+
+    def _watch(self, coro: Any, host: _Host) -> None:
         try:
-            host.ref = weakref.ref(coro, partial(self._gone, key, host))
+            host.ref = weakref.ref(coro, partial(self._gone, id(coro), host))
         except TypeError:
             host.ref = coro
-        self.records[key] = host
-        return host
 
     def _release(self, coro: Any, host: _Host) -> None:
         key = id(coro)
@@ -719,3 +833,22 @@ def _quit(host: _Host) -> None:
 
 
 RUNNER = AsyncioRunner()
+
+
+def _setup_compiled() -> None:
+    """Hand the compiled asyncio shift what it needs (again, after a test swapped any)."""
+    if _asyncio_c is not None:
+        _asyncio_c.setup(
+            get_running_loop=_get_running_loop,
+            current_task=RUNNER.current_task,
+            enter_task=_enter_task,
+            leave_task=_leave_task,
+            runner=RUNNER,
+            hosting=HOSTING,
+            start_hosting=RUNNER.hosting.start_if_running,
+            slot_type=AsyncioSlot,
+            continuation_type=AsyncioContinuation,
+        )
+
+
+_setup_compiled()

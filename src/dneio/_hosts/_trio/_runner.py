@@ -403,6 +403,11 @@ class NativeHosting:
             _trio_internals.make_current(prev)
         if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
             self._release(coro, host)
+        elif host.ref is None:
+            recorded = self.records.get(id(coro))
+            if recorded is not None and recorded is host:
+                # Suspended: forget it if it is collected (see _host_for).
+                self._watch(coro, recorded)
 
     # -- hosts ---------------------------------------------------------------------------
     def _host_for(self, coro: Any, runner: Any) -> _Host | None:
@@ -427,13 +432,17 @@ class NativeHosting:
             except Exception:  # the system nursery is closed: the run is ending
                 return None
             host.root = host.task._cancel_status
-        key = id(coro)
+        # Watched (_watch) only once the step leaves it suspended: most
+        # coroutines run inside a task finish in their first step.
+        host.ref = None
+        self.records[id(coro)] = host
+        return host
+
+    def _watch(self, coro: Any, host: _Host) -> None:
         try:
-            host.ref = weakref.ref(coro, partial(self._gone, key, host))
+            host.ref = weakref.ref(coro, partial(self._gone, id(coro), host))
         except TypeError:
             host.ref = coro
-        self.records[key] = host
-        return host
 
     def _release(self, coro: Any, host: _Host) -> None:
         key = id(coro)

@@ -1,0 +1,60 @@
+/* What the compiled core shares with compiled host modules (a host's own
+ * extension, such as dneio._hosts._asyncio._asyncio_c): the layout of the
+ * per-thread state and of a host slot, and a few functions, handed over in
+ * a capsule.  The engine itself names no host. */
+
+#ifndef DNEIO_DRIVER_C_API_H
+#define DNEIO_DRIVER_C_API_H
+
+#include <Python.h>
+
+/* The per-thread state (the fields of _run_context.ThreadState). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *driving;
+    PyObject *queue;
+    PyObject *entry_host;
+    Py_ssize_t depth;
+    Py_ssize_t hold;
+    char pump_pending;
+} ThreadState;
+
+/* What a host task parked in shift shares with its continuation. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *home;    /* the ThreadState of the task's thread */
+    PyObject *value;   /* the outcome: a value, or (exception, traceback) */
+    PyObject *k_ref;   /* None, or a weak reference to the continuation */
+    int state;
+    char is_exc;
+    char shielded;
+} SlotCore;
+
+/* The states of a slot (_hosts/_parking.py names them). */
+enum {
+    HS_PENDING = 0,   /* func is still running in the task */
+    HS_EARLY = 1,     /* resumed while func was running */
+    HS_PARKED = 2,    /* the task is suspended, waiting */
+    HS_RESUMED = 3,   /* claimed by a resumption */
+    HS_CANCELLED = 4, /* the task was cancelled while parked */
+    HS_SPENT = 5,     /* func raised before resuming */
+    HS_DROPPED = 6,   /* the handle was dropped before func returned */
+};
+
+typedef struct {
+    int version;
+    PyTypeObject *slot_type;
+    PyTypeObject *thread_state_type;
+    /* This thread's state (a new reference), or NULL with an exception set. */
+    ThreadState *(*current_state)(void);
+    /* SlotCore.must_wait: 1 (suspend), 0 (go on) or -1 (error). */
+    int (*must_wait)(SlotCore *slot, PyObject *func, PyObject *make_continuation,
+                     int synchronous);
+    /* SlotCore.outcome: the value (new reference), or NULL with the exception set. */
+    PyObject *(*outcome)(SlotCore *slot);
+} DneioCAPI;
+
+#define DNEIO_CAPI_VERSION 1
+#define DNEIO_CAPI_NAME "dneio._core._driver_c._C_API"
+
+#endif

@@ -1,0 +1,661 @@
+/* The compiled part of the asyncio runner: a task's shift, the parking slot
+ * it waits on, and its synchronous wake-up.
+ *
+ * It mirrors _runner.py, which stays the reference: PyAsyncioSlotCore there
+ * is the pure-Python twin of AsyncioSlotCore here, and every unusual case
+ * (a cancellation thrown in, the deferred mode, a closed or stopped loop, a
+ * trio guest run, several done-callbacks) is handed to the Python methods of
+ * the slot whose names end in _slow.  It builds on the compiled core's host
+ * slot (SlotCore), reached through the capsule the core exports.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "_driver_c_api.h"
+
+static DneioCAPI *capi = NULL;
+
+/* Registered by setup(). */
+static PyObject *get_running_loop = NULL; /* asyncio._get_running_loop */
+static PyObject *current_task = NULL;     /* the runner's checked current-task getter */
+static PyObject *enter_task = NULL;       /* asyncio's _enter_task */
+static PyObject *leave_task = NULL;       /* asyncio's _leave_task */
+static PyObject *runner = NULL;           /* the AsyncioRunner (its synchronous flag) */
+static PyObject *hosting_flag = NULL;     /* _entry.HOSTING (its asyncio attribute) */
+static PyObject *start_hosting = NULL;    /* AsyncioHosting.start_if_running(loop) */
+static PyObject *slot_type = NULL;        /* _runner.AsyncioSlot */
+static PyObject *continuation_type = NULL; /* _runner.AsyncioContinuation */
+
+static PyObject *str_synchronous = NULL;
+static PyObject *str_asyncio = NULL;
+static PyObject *str_trio_run = NULL;
+static PyObject *str_wake_slow = NULL;
+static PyObject *str_check_resumable_slow = NULL;
+static PyObject *str_finish_slow = NULL;
+static PyObject *str_throw_slow = NULL;
+static PyObject *str_close_slow = NULL;
+static PyObject *str_result_slow = NULL;
+static PyObject *str_call_soon = NULL;
+static PyObject *str_context = NULL;
+
+enum {
+    PH_FRESH,   /* not awaited yet */
+    PH_WAITING, /* yielded itself to the task, which waits on it */
+    PH_OVER,    /* the wait is over */
+};
+
+typedef struct {
+    SlotCore base;
+    PyObject *loop;
+    PyObject *task;
+    PyObject *done_callbacks; /* a list of (fn, context) */
+    PyObject *cancel_msg;
+    char cancel_pending;
+    char deferred;   /* woken with call_soon and not yet running */
+    char queued;     /* claimed, but waiting in the thread's resumption queue */
+    char blocking;   /* _asyncio_future_blocking */
+    int phase;
+} AsyncioSlotCore;
+
+static PyTypeObject AsyncioSlotCore_Type;
+
+static int
+as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
+{
+    PyObject *callbacks = PyList_New(0);
+    if (callbacks == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->base.home, Py_NewRef(home));
+    Py_XSETREF(self->base.value, Py_NewRef(Py_None));
+    Py_XSETREF(self->base.k_ref, Py_NewRef(Py_None));
+    self->base.state = HS_PENDING;
+    self->base.is_exc = 0;
+    self->base.shielded = 0;
+    Py_XSETREF(self->loop, Py_NewRef(loop));
+    Py_XSETREF(self->task, Py_NewRef(task));
+    Py_XSETREF(self->done_callbacks, callbacks);
+    Py_XSETREF(self->cancel_msg, Py_NewRef(Py_None));
+    self->cancel_pending = 0;
+    self->deferred = 0;
+    self->queued = 0;
+    self->blocking = 0;
+    self->phase = PH_FRESH;
+    return 0;
+}
+
+static PyObject *
+as_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    AsyncioSlotCore *self = (AsyncioSlotCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    if (as_init_fields(self, Py_None, Py_None, Py_None) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+as_init(AsyncioSlotCore *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *home, *loop, *task;
+    if (!PyArg_ParseTuple(args, "OOO:AsyncioSlot", &home, &loop, &task)) {
+        return -1;
+    }
+    return as_init_fields(self, home, loop, task);
+}
+
+static int
+as_traverse(AsyncioSlotCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->task);
+    Py_VISIT(self->done_callbacks);
+    Py_VISIT(self->cancel_msg);
+    return capi->slot_type->tp_traverse((PyObject *)self, visit, arg);
+}
+
+static int
+as_clear(AsyncioSlotCore *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->done_callbacks);
+    Py_CLEAR(self->cancel_msg);
+    return capi->slot_type->tp_clear((PyObject *)self);
+}
+
+static void
+as_dealloc(AsyncioSlotCore *self)
+{
+    /* Instances of Python subclasses have their type released by its dealloc. */
+    PyObject_GC_UnTrack(self);
+    as_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* -- the future protocol, as asyncio.Task uses it -- */
+
+static PyObject *
+as_get_loop(AsyncioSlotCore *self, PyObject *unused)
+{
+    return Py_NewRef(self->loop);
+}
+
+static inline int
+as_is_done(AsyncioSlotCore *self)
+{
+    return self->base.state >= HS_RESUMED && !self->queued;
+}
+
+static PyObject *
+as_done(AsyncioSlotCore *self, PyObject *unused)
+{
+    return PyBool_FromLong(as_is_done(self));
+}
+
+static PyObject *
+as_cancelled(AsyncioSlotCore *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->base.state == HS_CANCELLED);
+}
+
+static PyObject *
+as_add_done_callback(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    PyObject *fn = NULL, *context = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+        return NULL;
+    }
+    fn = args[0];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(name, str_context) != 0) {
+            PyErr_Format(PyExc_TypeError, "add_done_callback() got an unexpected keyword %R",
+                         name);
+            return NULL;
+        }
+        context = args[nargs + i];
+    }
+    PyObject *ctx = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    if (as_is_done(self)) {
+        /* self.loop.call_soon(fn, self, context=ctx) */
+        PyObject *call_args[4] = {self->loop, fn, (PyObject *)self, ctx};
+        PyObject *names = PyTuple_Pack(1, str_context);
+        PyObject *r = NULL;
+        if (names != NULL) {
+            r = PyObject_VectorcallMethod(str_call_soon, call_args,
+                                          3, names);
+            Py_DECREF(names);
+        }
+        Py_DECREF(ctx);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    PyObject *item = PyTuple_Pack(2, fn, ctx);
+    Py_DECREF(ctx);
+    if (item == NULL) {
+        return NULL;
+    }
+    int r = PyList_Append(self->done_callbacks, item);
+    Py_DECREF(item);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+as_result(AsyncioSlotCore *self, PyObject *unused)
+{
+    if (self->base.state != HS_CANCELLED) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethodNoArgs((PyObject *)self, str_result_slow);
+}
+
+/* -- dneio -- */
+
+static PyObject *
+as_check_resumable(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "check_resumable(k, here)");
+        return NULL;
+    }
+    if (args[1] == Py_True) {
+        PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+        if (loop == NULL) {
+            return NULL;
+        }
+        Py_DECREF(loop);
+        if (loop == self->loop) {
+            Py_RETURN_NONE;  /* running here, so not closed either */
+        }
+    }
+    return PyObject_VectorcallMethod(str_check_resumable_slow,
+                                     (PyObject *[]){(PyObject *)self, args[0], args[1]},
+                                     3, NULL);
+}
+
+/* Run the task step that its one done-callback starts, right now (what
+ * _internals.step does; the trio guest case is left to it). */
+static PyObject *
+as_step(AsyncioSlotCore *self, PyObject *wakeup, PyObject *ctx)
+{
+    PyObject *loop = Py_NewRef(self->loop);
+    PyObject *current = PyObject_CallOneArg(current_task, loop);
+    if (current == NULL) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    if (current != Py_None) {
+        PyObject *r = PyObject_CallFunctionObjArgs(leave_task, loop, current, NULL);
+        if (r == NULL) {
+            Py_DECREF(current);
+            Py_DECREF(loop);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *r = NULL;
+    if (PyContext_Enter(ctx) == 0) {
+        r = PyObject_CallOneArg(wakeup, (PyObject *)self);
+        if (PyContext_Exit(ctx) < 0) {
+            Py_CLEAR(r);
+        }
+    }
+    if (current != Py_None) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *e = PyObject_CallFunctionObjArgs(enter_task, loop, current, NULL);
+        if (e == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            Py_CLEAR(r);
+        }
+        else {
+            Py_DECREF(e);
+            PyErr_Restore(type, value, tb);
+        }
+    }
+    Py_DECREF(current);
+    Py_DECREF(loop);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+as_wake(AsyncioSlotCore *self, PyObject *st)
+{
+    self->queued = 0;
+    PyObject *callbacks = self->done_callbacks;
+    if (PyList_CheckExact(callbacks) && PyList_GET_SIZE(callbacks) == 1) {
+        PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
+        if (sync == NULL) {
+            return NULL;
+        }
+        int synchronous = PyObject_IsTrue(sync);
+        Py_DECREF(sync);
+        if (synchronous < 0) {
+            return NULL;
+        }
+        PyObject *modules = PyImport_GetModuleDict();
+        int trio_loaded = PyDict_Contains(modules, str_trio_run);
+        if (trio_loaded < 0) {
+            return NULL;
+        }
+        PyObject *item = PyList_GET_ITEM(callbacks, 0);
+        if (synchronous && !trio_loaded && PyTuple_CheckExact(item)
+            && PyTuple_GET_SIZE(item) == 2 && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            PyObject *fresh = PyList_New(0);
+            if (fresh == NULL) {
+                return NULL;
+            }
+            Py_INCREF(item);
+            self->done_callbacks = fresh;
+            Py_DECREF(callbacks);
+            PyObject *r = as_step(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+            Py_DECREF(item);
+            return r;
+        }
+    }
+    return PyObject_CallMethodOneArg((PyObject *)self, str_wake_slow, st);
+}
+
+/* -- the wait: the slot is what the task's shift runs (through am_send) -- */
+
+static PySendResult
+as_am_send(AsyncioSlotCore *self, PyObject *arg, PyObject **result)
+{
+    PyObject *r;
+    switch (self->phase) {
+    case PH_FRESH:
+        self->phase = PH_WAITING;
+        self->blocking = 1;
+        *result = Py_NewRef(self);
+        return PYGEN_NEXT;
+    case PH_WAITING:
+        self->phase = PH_OVER;
+        if (arg == Py_None && self->base.state == HS_RESUMED && !self->deferred
+            && !self->cancel_pending) {
+            r = capi->outcome(&self->base);
+        }
+        else {
+            r = PyObject_CallMethodOneArg((PyObject *)self, str_finish_slow, arg);
+        }
+        *result = r;
+        return r == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "this shift has already been awaited");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+}
+
+static PyObject *
+as_throw(AsyncioSlotCore *self, PyObject *args)
+{
+    if (self->phase != PH_WAITING) {
+        /* Not waiting here: raise it as a generator that is not running would. */
+        self->phase = PH_OVER;
+        PyObject *typ, *val = NULL, *tb = NULL;
+        if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) {
+            return NULL;
+        }
+        if (PyExceptionInstance_Check(typ)) {
+            PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+        }
+        else {
+            PyErr_SetObject(typ, val);
+        }
+        return NULL;
+    }
+    self->phase = PH_OVER;
+    PyObject *meth = PyObject_GetAttr((PyObject *)self, str_throw_slow);
+    if (meth == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Call(meth, args, NULL);
+    Py_DECREF(meth);
+    if (r == NULL) {
+        return NULL;
+    }
+    /* Finished: the iterator way. */
+    if (r == Py_None) {
+        Py_DECREF(r);
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, r);
+    Py_DECREF(r);
+    if (e != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, e);
+        Py_DECREF(e);
+    }
+    return NULL;
+}
+
+static PyObject *
+as_close(AsyncioSlotCore *self, PyObject *unused)
+{
+    if (self->phase != PH_WAITING) {
+        self->phase = PH_OVER;
+        Py_RETURN_NONE;
+    }
+    self->phase = PH_OVER;
+    return PyObject_CallMethodNoArgs((PyObject *)self, str_close_slow);
+}
+
+static PyMemberDef as_members[] = {
+    {"loop", T_OBJECT, offsetof(AsyncioSlotCore, loop), 0, NULL},
+    {"task", T_OBJECT, offsetof(AsyncioSlotCore, task), 0, NULL},
+    {"done_callbacks", T_OBJECT, offsetof(AsyncioSlotCore, done_callbacks), 0, NULL},
+    {"cancel_msg", T_OBJECT, offsetof(AsyncioSlotCore, cancel_msg), 0, NULL},
+    {"cancel_pending", T_BOOL, offsetof(AsyncioSlotCore, cancel_pending), 0, NULL},
+    {"deferred", T_BOOL, offsetof(AsyncioSlotCore, deferred), 0, NULL},
+    {"queued", T_BOOL, offsetof(AsyncioSlotCore, queued), 0, NULL},
+    {"_asyncio_future_blocking", T_BOOL, offsetof(AsyncioSlotCore, blocking), 0, NULL},
+    {NULL}
+};
+
+static PyMethodDef as_methods[] = {
+    {"get_loop", (PyCFunction)as_get_loop, METH_NOARGS, NULL},
+    {"done", (PyCFunction)as_done, METH_NOARGS, NULL},
+    {"cancelled", (PyCFunction)as_cancelled, METH_NOARGS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))as_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"result", (PyCFunction)as_result, METH_NOARGS, NULL},
+    {"exception", (PyCFunction)as_result, METH_NOARGS, NULL},
+    {"check_resumable", (PyCFunction)(void (*)(void))as_check_resumable, METH_FASTCALL, NULL},
+    {"_wake", (PyCFunction)as_wake, METH_O, NULL},
+    {"throw", (PyCFunction)as_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)as_close, METH_NOARGS, NULL},
+    {NULL}
+};
+
+/* Only am_send: the slot must not look like a coroutine or an iterator to
+ * whoever inspects what a task yields (it has no __await__, send or __next__). */
+static PyAsyncMethods as_as_async = {
+    .am_send = (sendfunc)as_am_send,
+};
+
+static PyTypeObject AsyncioSlotCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._hosts._asyncio._asyncio_c.AsyncioSlotCore",
+    .tp_doc = "The compiled part of the slot an asyncio task parked in shift waits on.",
+    .tp_basicsize = sizeof(AsyncioSlotCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = as_new,
+    .tp_init = (initproc)as_init,
+    .tp_traverse = (traverseproc)as_traverse,
+    .tp_clear = (inquiry)as_clear,
+    .tp_dealloc = (destructor)as_dealloc,
+    .tp_as_async = &as_as_async,
+    .tp_members = as_members,
+    .tp_methods = as_methods,
+};
+
+/* -- the shift -- */
+
+/* shift(func) in ``task`` of ``loop``: (value,) if func resumed the task at
+ * once, else the slot to run (it yields itself to the task once). */
+static PyObject *
+shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
+{
+    if (slot_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
+        return NULL;
+    }
+    PyObject *hosting = PyObject_GetAttr(hosting_flag, str_asyncio);
+    if (hosting == NULL) {
+        return NULL;
+    }
+    Py_DECREF(hosting);
+    if (hosting == Py_None) {
+        PyObject *r = PyObject_CallOneArg(start_hosting, loop);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    ThreadState *st = capi->current_state();
+    if (st == NULL) {
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)slot_type;
+    AsyncioSlotCore *slot = (AsyncioSlotCore *)tp->tp_alloc(tp, 0);
+    if (slot == NULL || as_init_fields(slot, (PyObject *)st, loop, task) < 0) {
+        Py_XDECREF(slot);
+        Py_DECREF(st);
+        return NULL;
+    }
+    Py_DECREF(st);
+    PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
+    int synchronous = sync == NULL ? -1 : PyObject_IsTrue(sync);
+    Py_XDECREF(sync);
+    if (synchronous < 0) {
+        Py_DECREF(slot);
+        return NULL;
+    }
+    int wait = capi->must_wait(&slot->base, func, continuation_type, synchronous);
+    if (wait < 0) {
+        Py_DECREF(slot);
+        return NULL;
+    }
+    if (wait) {
+        return (PyObject *)slot;
+    }
+    PyObject *value = capi->outcome(&slot->base);
+    Py_DECREF(slot);
+    if (value == NULL) {
+        return NULL;
+    }
+    PyObject *done = PyTuple_Pack(1, value);
+    Py_DECREF(value);
+    return done;
+}
+
+static PyObject *
+shift_in(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "shift_in(func, loop, task)");
+        return NULL;
+    }
+    return shift_in_impl(args[0], args[1], args[2]);
+}
+
+static PyObject *
+shift_if_in_task(PyObject *module, PyObject *func)
+{
+    if (get_running_loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
+        return NULL;
+    }
+    PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+    if (loop == NULL) {
+        return NULL;
+    }
+    if (loop == Py_None) {
+        return loop;
+    }
+    PyObject *task = PyObject_CallOneArg(current_task, loop);
+    if (task == NULL || task == Py_None) {
+        Py_DECREF(loop);
+        return task;
+    }
+    PyObject *r = shift_in_impl(func, loop, task);
+    Py_DECREF(task);
+    Py_DECREF(loop);
+    return r;
+}
+
+static PyObject *
+setup(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {
+        "get_running_loop", "current_task", "enter_task", "leave_task", "runner",
+        "hosting", "start_hosting", "slot_type", "continuation_type", NULL};
+    PyObject *a[9];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO:setup", kwlist, &a[0], &a[1],
+                                     &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8])) {
+        return NULL;
+    }
+    if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &AsyncioSlotCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "slot_type must be a subclass of AsyncioSlotCore");
+        return NULL;
+    }
+    /* A Python subclass does not inherit am_send, through which the task's
+     * shift runs the slot (PyIter_Send): give it that of the compiled slot. */
+    PyTypeObject *tp = (PyTypeObject *)a[7];
+    if (tp->tp_as_async == NULL) {
+        PyErr_SetString(PyExc_TypeError, "slot_type has no async methods to extend");
+        return NULL;
+    }
+    tp->tp_as_async->am_send = (sendfunc)as_am_send;
+    PyType_Modified(tp);
+    Py_XSETREF(get_running_loop, Py_NewRef(a[0]));
+    Py_XSETREF(current_task, Py_NewRef(a[1]));
+    Py_XSETREF(enter_task, Py_NewRef(a[2]));
+    Py_XSETREF(leave_task, Py_NewRef(a[3]));
+    Py_XSETREF(runner, Py_NewRef(a[4]));
+    Py_XSETREF(hosting_flag, Py_NewRef(a[5]));
+    Py_XSETREF(start_hosting, Py_NewRef(a[6]));
+    Py_XSETREF(slot_type, Py_NewRef(a[7]));
+    Py_XSETREF(continuation_type, Py_NewRef(a[8]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
+     "Register what the compiled asyncio shift needs from the runner."},
+    {"shift_in", (PyCFunction)(void (*)(void))shift_in, METH_FASTCALL,
+     "shift_in(func, loop, task): (value,) if the task may go on, else the slot to run."},
+    {"shift_if_in_task", shift_if_in_task, METH_O,
+     "shift_in(func, loop, task) for the asyncio task running here; None if there is none."},
+    {NULL}
+};
+
+static struct PyModuleDef asyncio_c_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "dneio._hosts._asyncio._asyncio_c",
+    .m_doc = "The compiled part of dneio's asyncio runner.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__asyncio_c(void)
+{
+    capi = (DneioCAPI *)PyCapsule_Import(DNEIO_CAPI_NAME, 0);
+    if (capi == NULL) {
+        return NULL;
+    }
+    if (capi->version != DNEIO_CAPI_VERSION) {
+        PyErr_SetString(PyExc_ImportError, "dneio: the compiled core is of another version");
+        return NULL;
+    }
+    AsyncioSlotCore_Type.tp_base = capi->slot_type;
+    if (PyType_Ready(&AsyncioSlotCore_Type) < 0) {
+        return NULL;
+    }
+    str_synchronous = PyUnicode_InternFromString("synchronous");
+    str_asyncio = PyUnicode_InternFromString("asyncio");
+    str_trio_run = PyUnicode_InternFromString("trio._core._run");
+    str_wake_slow = PyUnicode_InternFromString("_wake_slow");
+    str_check_resumable_slow = PyUnicode_InternFromString("_check_resumable_slow");
+    str_finish_slow = PyUnicode_InternFromString("_finish_slow");
+    str_throw_slow = PyUnicode_InternFromString("_throw_slow");
+    str_close_slow = PyUnicode_InternFromString("_close_slow");
+    str_result_slow = PyUnicode_InternFromString("_result_slow");
+    str_call_soon = PyUnicode_InternFromString("call_soon");
+    str_context = PyUnicode_InternFromString("context");
+    PyObject *m = PyModule_Create(&asyncio_c_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "AsyncioSlotCore", (PyObject *)&AsyncioSlotCore_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
