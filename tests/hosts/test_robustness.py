@@ -43,6 +43,30 @@ def _slow_claim_tracer() -> Any:
     return global_
 
 
+def _run_switching_often(threads: list[threading.Thread]) -> None:
+    """Start the threads and wait for them, switching threads as often as CPython allows."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+
+async def _settle_until_done(h: Harness, tasks: list[Any], tries: int, pause: float) -> None:
+    """Let the host run until every task is done (resumptions from threads hop to it)."""
+    for _ in range(tries):
+        await h.settle()
+        if all(t.done for t in tasks):
+            break
+        await _sleep(h, pause)
+    for t in tasks:
+        t.get()
+
+
 @HOSTS
 def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> Any:
@@ -69,21 +93,8 @@ def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
                 sys.settrace(None)
 
         threads = [threading.Thread(target=racer, args=(v,)) for v in "xy"]
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)
-        try:
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-        finally:
-            sys.setswitchinterval(interval)
-        for _ in range(50):
-            await h.settle()
-            if t.done:
-                break
-            await _sleep(h, 0.01)
-        t.get()
+        _run_switching_often(threads)
+        await _settle_until_done(h, [t], 50, 0.01)
         return sorted(outcomes), len(got)
 
     assert dneio_runner.run(main) == (["refused", "sent"], 1)
@@ -126,22 +137,8 @@ def test_many_threads_race_to_resume_and_exactly_one_wins_each_time(dneio_runner
                         results.append(outcome)
 
             threads = [threading.Thread(target=racer, args=(v,)) for v in "xyz"]
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(1e-6)
-            try:
-                for th in threads:
-                    th.start()
-                for th in threads:
-                    th.join()
-            finally:
-                sys.setswitchinterval(interval)
-            for _ in range(200):
-                await h.settle()
-                if all(t.done for t in spawned):
-                    break
-                await _sleep(h, 0.005)
-            for t in spawned:
-                t.get()
+            _run_switching_often(threads)
+            await _settle_until_done(h, spawned, 200, 0.005)
         return delivered, results
 
     delivered, results = dneio_runner.run(main)

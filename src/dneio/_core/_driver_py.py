@@ -468,7 +468,7 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     # The hot path: natively, one thread-local read, one list and one yield.
     st = _local.state
     if st.driving is not None:
-        park = [SHIFT, func]
+        park: Any = [SHIFT, func]
         try:
             return (yield park)
         except GeneratorExit:
@@ -478,10 +478,11 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         # the except clause, so that callback errors are not chained to it).
         _closed_here(park)
         raise GeneratorExit
-    body = host_shift(func)
-    if type(body) is tuple:
-        return body[0]  # resumed before the task had to suspend
-    return (yield from body)
+    # (No new local: each one would make every parked native coroutine bigger.)
+    park = host_shift(func)
+    if type(park) is tuple:
+        return park[0]  # resumed before the task had to suspend
+    return (yield from park)
 
 
 _PROBE = object()

@@ -27,6 +27,7 @@ static PyObject *hosting_flag = NULL;     /* _entry.HOSTING (its asyncio attribu
 static PyObject *start_hosting = NULL;    /* AsyncioHosting.start_if_running(loop) */
 static PyObject *slot_type = NULL;        /* _runner.AsyncioSlot */
 static PyObject *continuation_type = NULL; /* _runner.AsyncioContinuation */
+static PyObject *nesting = NULL;          /* _registry._nesting: (module, name) pairs */
 
 static PyObject *str_synchronous = NULL;
 static PyObject *str_asyncio = NULL;
@@ -39,6 +40,8 @@ static PyObject *str_close_slow = NULL;
 static PyObject *str_result_slow = NULL;
 static PyObject *str_call_soon = NULL;
 static PyObject *str_context = NULL;
+static PyObject *str_task = NULL;
+static PyObject *str_dict = NULL;
 
 enum {
     PH_FRESH,   /* not awaited yet */
@@ -303,6 +306,68 @@ as_step(AsyncioSlotCore *self, PyObject *wakeup, PyObject *ctx)
     Py_RETURN_NONE;
 }
 
+/* Is a trio task running on this thread (resumed from a trio guest run
+ * inside asyncio)?  Then _internals.step sets it aside while the asyncio
+ * task runs.  1, 0, or -1 on error. */
+static PyObject *trio_run_context = NULL; /* trio's GLOBAL_RUN_CONTEXT, once seen */
+
+static int
+trio_task_running(void)
+{
+    if (trio_run_context == NULL) {
+        PyObject *modules = PyImport_GetModuleDict();
+        PyObject *run = PyDict_GetItemWithError(modules, str_trio_run);
+        if (run == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *ctx = PyObject_GetAttrString(run, "GLOBAL_RUN_CONTEXT");
+        if (ctx == NULL) {
+            PyErr_Clear();
+            return 1;  /* not as expected: let the Python step look */
+        }
+        trio_run_context = ctx;
+    }
+    PyObject *dict = PyObject_GetAttr(trio_run_context, str_dict);
+    if (dict == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    int running = 1;
+    if (PyDict_Check(dict)) {
+        PyObject *task = PyDict_GetItemWithError(dict, str_task);
+        running = task != NULL && task != Py_None;
+        if (task == NULL && PyErr_Occurred()) {
+            PyErr_Clear();
+            running = 1;
+        }
+    }
+    Py_DECREF(dict);
+    return running;
+}
+
+/* Is a nesting host (Twisted) loaded?  It tells its coroutines from the
+ * stack, where _internals.step is the frame that marks an asyncio task
+ * stepped inside one of them: then the step is left to it.  1, 0, or -1. */
+static int
+nesting_host_loaded(void)
+{
+    if (nesting == NULL || !PyList_Check(nesting) || PyList_GET_SIZE(nesting) == 0) {
+        return 0;
+    }
+    PyObject *modules = PyImport_GetModuleDict();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(nesting); i++) {
+        PyObject *pair = PyList_GET_ITEM(nesting, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) < 1) {
+            return 1;
+        }
+        int found = PyDict_Contains(modules, PyTuple_GET_ITEM(pair, 0));
+        if (found != 0) {
+            return found;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 as_wake(AsyncioSlotCore *self, PyObject *st)
 {
@@ -318,13 +383,16 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
         if (synchronous < 0) {
             return NULL;
         }
-        PyObject *modules = PyImport_GetModuleDict();
-        int trio_loaded = PyDict_Contains(modules, str_trio_run);
-        if (trio_loaded < 0) {
+        int in_trio_task = trio_task_running();
+        if (in_trio_task < 0) {
+            return NULL;
+        }
+        int nested = nesting_host_loaded();
+        if (nested < 0) {
             return NULL;
         }
         PyObject *item = PyList_GET_ITEM(callbacks, 0);
-        if (synchronous && !trio_loaded && PyTuple_CheckExact(item)
+        if (synchronous && !in_trio_task && !nested && PyTuple_CheckExact(item)
             && PyTuple_GET_SIZE(item) == 2 && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
             PyObject *fresh = PyList_New(0);
             if (fresh == NULL) {
@@ -574,10 +642,11 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
         "get_running_loop", "current_task", "enter_task", "leave_task", "runner",
-        "hosting", "start_hosting", "slot_type", "continuation_type", NULL};
-    PyObject *a[9];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO:setup", kwlist, &a[0], &a[1],
-                                     &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8])) {
+        "hosting", "start_hosting", "slot_type", "continuation_type", "nesting", NULL};
+    PyObject *a[10];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOO:setup", kwlist, &a[0], &a[1],
+                                     &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8],
+                                     &a[9])) {
         return NULL;
     }
     if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &AsyncioSlotCore_Type)) {
@@ -602,6 +671,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(start_hosting, Py_NewRef(a[6]));
     Py_XSETREF(slot_type, Py_NewRef(a[7]));
     Py_XSETREF(continuation_type, Py_NewRef(a[8]));
+    Py_XSETREF(nesting, Py_NewRef(a[9]));
     Py_RETURN_NONE;
 }
 
@@ -649,6 +719,8 @@ PyInit__asyncio_c(void)
     str_result_slow = PyUnicode_InternFromString("_result_slow");
     str_call_soon = PyUnicode_InternFromString("call_soon");
     str_context = PyUnicode_InternFromString("context");
+    str_task = PyUnicode_InternFromString("task");
+    str_dict = PyUnicode_InternFromString("__dict__");
     PyObject *m = PyModule_Create(&asyncio_c_module);
     if (m == NULL) {
         return NULL;

@@ -325,12 +325,7 @@ class AsyncioRunner(HostRunner):
         task = self.current_task(loop)
         if task is None:
             return None
-        if HOSTING.asyncio is None:
-            self.hosting.start_if_running(loop)
-        park = AsyncioSlot(current_state(), loop, task)
-        if not park.must_wait(func, AsyncioContinuation, self.synchronous):
-            return (park.outcome(),)
-        return self._wait(park, loop, task)
+        return self._shift(func, loop, task)
 
     if _asyncio_c is not None:
         # The compiled shift: the same steps, with the slot as the iterator.
@@ -848,7 +843,16 @@ def _setup_compiled() -> None:
             start_hosting=RUNNER.hosting.start_if_running,
             slot_type=AsyncioSlot,
             continuation_type=AsyncioContinuation,
+            # While one of these hosts is loaded, the Python step runs: its
+            # frame tells them an asyncio task was stepped inside theirs.
+            nesting=_registry_nesting(),
         )
+
+
+def _registry_nesting() -> list[tuple[str, str]]:
+    from ..._core import _registry
+
+    return _registry._nesting
 
 
 _setup_compiled()

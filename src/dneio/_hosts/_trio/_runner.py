@@ -176,6 +176,17 @@ class TrioRunner(HostRunner):
             return False
         return True
 
+    def shift_if_in_task(
+        self, func: Callable[[Any], Any]
+    ) -> Generator[Any, Any, Any] | tuple[Any] | None:
+        # Asked first on every host task's shift once trio is loaded: one call, not two.
+        if self.internals_ok:
+            if _trio_internals.current_task_or_none() is None:
+                return None
+        elif not self.in_task():
+            return None
+        return self.shift(func)
+
     def _current(self) -> tuple[tl.Task, tl.TrioToken]:
         if self.internals_ok:
             task = _trio_internals.current_task_or_none()
