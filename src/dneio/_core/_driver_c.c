@@ -996,6 +996,11 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
      * stored outcome no Python code may run. */
     PyObject *outcome;
     if (is_exc) {
+        if (!PyExceptionInstance_Check(value)) {
+            Py_DECREF(st);
+            PyErr_Format(PyExc_TypeError, "throw() takes an exception instance, not %R", value);
+            return -1;
+        }
         PyObject *tb = PyException_GetTraceback(value);
         outcome = PyTuple_Pack(2, value, tb ? tb : Py_None);
         Py_XDECREF(tb);
@@ -1030,7 +1035,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
     self->is_exc = (char)is_exc;
     PyObject *old = self->value;
     self->value = outcome;
-    Py_DECREF(old);
+    Py_XDECREF(old);
     if (state != HS_PARKED) {
         Py_DECREF(st);
         return 1;
@@ -1194,12 +1199,13 @@ static PyObject *
 slot_outcome_impl(SlotCore *self)
 {
     if (!self->is_exc) {
-        return Py_NewRef(self->value);
+        return Py_NewRef(self->value != NULL ? self->value : Py_None);
     }
     PyObject *pair = self->value;
     self->value = Py_NewRef(Py_None);
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        Py_DECREF(pair);
+    if (pair == NULL || !PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+        || !PyExceptionInstance_Check(PyTuple_GET_ITEM(pair, 0))) {
+        Py_XDECREF(pair);
         PyErr_SetString(PyExc_SystemError, "a host slot's exception outcome is malformed");
         return NULL;
     }
@@ -1261,7 +1267,7 @@ slot_dropped(SlotCore *self, PyObject *unused)
     self->is_exc = 1;
     PyObject *old = self->value;
     self->value = outcome;
-    Py_DECREF(old);
+    Py_XDECREF(old);
     PyObject *at_home = PyObject_GetAttr((PyObject *)self, str_resume_at_home);
     PyObject *r = NULL;
     if (at_home != NULL) {
@@ -1479,7 +1485,10 @@ static PyObject *
 hc_is_cancelled(HostCore *self, PyObject *unused)
 {
     PyObject *slot = self->slot;
-    if (slot != NULL && PyObject_TypeCheck(slot, &SlotCore_Type)) {
+    if (slot == NULL) {
+        Py_RETURN_FALSE;
+    }
+    if (PyObject_TypeCheck(slot, &SlotCore_Type)) {
         return PyBool_FromLong(((SlotCore *)slot)->state == HS_CANCELLED);
     }
     PyObject *state = PyObject_GetAttr(slot, str_state);

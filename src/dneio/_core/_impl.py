@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ._run_context import ThreadState as PyThreadState
@@ -42,11 +43,8 @@ class _Local(threading.local):
 local = _Local()
 
 
-def _current_state() -> PyThreadState:
-    return local.state
-
-
-#: This thread's :class:`ThreadState` (the compiled core caches it per thread).
+#: This thread's :class:`ThreadState`: a C call either way (the compiled
+#: core caches it per thread; else ``getattr(local, "state")`` bound).
 current_state: Callable[[], PyThreadState] = (
-    _current_state if compiled is None else compiled.current_state
+    partial(getattr, local, "state") if compiled is None else compiled.current_state
 )

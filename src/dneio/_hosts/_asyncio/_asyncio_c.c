@@ -147,7 +147,7 @@ as_dealloc(AsyncioSlotCore *self)
 static PyObject *
 as_get_loop(AsyncioSlotCore *self, PyObject *unused)
 {
-    return Py_NewRef(self->loop);
+    return Py_NewRef(self->loop != NULL ? self->loop : Py_None);
 }
 
 static inline int
@@ -213,6 +213,13 @@ as_add_done_callback(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t na
     Py_DECREF(ctx);
     if (item == NULL) {
         return NULL;
+    }
+    if (self->done_callbacks == NULL || !PyList_Check(self->done_callbacks)) {
+        Py_XSETREF(self->done_callbacks, PyList_New(0));
+        if (self->done_callbacks == NULL) {
+            Py_DECREF(item);
+            return NULL;
+        }
     }
     int r = PyList_Append(self->done_callbacks, item);
     Py_DECREF(item);
@@ -372,8 +379,9 @@ static PyObject *
 as_wake(AsyncioSlotCore *self, PyObject *st)
 {
     self->queued = 0;
-    PyObject *callbacks = self->done_callbacks;
-    if (PyList_CheckExact(callbacks) && PyList_GET_SIZE(callbacks) == 1) {
+    if (self->done_callbacks != NULL && PyList_CheckExact(self->done_callbacks)
+        && PyList_GET_SIZE(self->done_callbacks) == 1) {
+        /* The checks first: they may run Python code, which may change the callbacks. */
         PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
         if (sync == NULL) {
             return NULL;
@@ -383,27 +391,33 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
         if (synchronous < 0) {
             return NULL;
         }
-        int in_trio_task = trio_task_running();
+        int in_trio_task = synchronous ? trio_task_running() : 0;
         if (in_trio_task < 0) {
             return NULL;
         }
-        int nested = nesting_host_loaded();
+        int nested = synchronous ? nesting_host_loaded() : 0;
         if (nested < 0) {
             return NULL;
         }
-        PyObject *item = PyList_GET_ITEM(callbacks, 0);
-        if (synchronous && !in_trio_task && !nested && PyTuple_CheckExact(item)
-            && PyTuple_GET_SIZE(item) == 2 && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
-            PyObject *fresh = PyList_New(0);
-            if (fresh == NULL) {
-                return NULL;
+        PyObject *callbacks = self->done_callbacks;
+        if (synchronous && !in_trio_task && !nested && callbacks != NULL
+            && PyList_CheckExact(callbacks) && PyList_GET_SIZE(callbacks) == 1) {
+            PyObject *item = PyList_GET_ITEM(callbacks, 0);
+            if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2
+                && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+                Py_INCREF(item);
+                PyObject *fresh = PyList_New(0);
+                if (fresh == NULL) {
+                    Py_DECREF(item);
+                    return NULL;
+                }
+                self->done_callbacks = fresh;
+                Py_DECREF(callbacks);
+                PyObject *r = as_step(self, PyTuple_GET_ITEM(item, 0),
+                                      PyTuple_GET_ITEM(item, 1));
+                Py_DECREF(item);
+                return r;
             }
-            Py_INCREF(item);
-            self->done_callbacks = fresh;
-            Py_DECREF(callbacks);
-            PyObject *r = as_step(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
-            Py_DECREF(item);
-            return r;
         }
     }
     return PyObject_CallMethodOneArg((PyObject *)self, str_wake_slow, st);

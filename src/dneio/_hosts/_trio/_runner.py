@@ -187,14 +187,6 @@ class TrioRunner(HostRunner):
             return None
         return self.shift(func)
 
-    def _current(self) -> tuple[tl.Task, tl.TrioToken]:
-        if self.internals_ok:
-            task = _trio_internals.current_task_or_none()
-            token = task._runner.trio_token
-            if token is not None:
-                return task, token
-        return tl.current_task(), tl.current_trio_token()
-
     def is_running(self) -> bool:
         try:
             tl.current_trio_token()
@@ -206,7 +198,11 @@ class TrioRunner(HostRunner):
     def shift(self, func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
         if HOSTING.trio is None:
             self.hosting.start_if_running()
-        task, token = self._current()
+        # The current task and its run's token (inline: this runs for every shift).
+        task: Any = _trio_internals.current_task_or_none() if self.internals_ok else None
+        token: Any = task._runner.trio_token if task is not None else None
+        if token is None:
+            task, token = tl.current_task(), tl.current_trio_token()
         slot = TrioSlot(current_state(), task, token)
         if not slot.must_wait(func, TrioContinuation, self.synchronous):
             return (slot.outcome(),)
