@@ -53,7 +53,12 @@ typedef struct {
     SlotCore base;
     PyObject *loop;
     PyObject *task;
-    PyObject *done_callbacks; /* a list of (fn, context) */
+    /* The done-callbacks, as asyncio's own future keeps them: the first
+     * inline (the one a waiting task adds), any others in a list of
+     * (fn, context) pairs.  Python sees one list: done_callbacks. */
+    PyObject *cb0;    /* NULL, or the first callback */
+    PyObject *ctx0;   /* its context */
+    PyObject *more;   /* NULL, or a list of (fn, context) */
     PyObject *cancel_msg;
     char cancel_pending;
     char deferred;   /* woken with call_soon and not yet running */
@@ -67,10 +72,6 @@ static PyTypeObject AsyncioSlotCore_Type;
 static int
 as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
 {
-    PyObject *callbacks = PyList_New(0);
-    if (callbacks == NULL) {
-        return -1;
-    }
     Py_XSETREF(self->base.home, Py_NewRef(home));
     Py_XSETREF(self->base.value, Py_NewRef(Py_None));
     Py_XSETREF(self->base.k_ref, Py_NewRef(Py_None));
@@ -79,7 +80,9 @@ as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *
     self->base.shielded = 0;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->task, Py_NewRef(task));
-    Py_XSETREF(self->done_callbacks, callbacks);
+    Py_CLEAR(self->cb0);
+    Py_CLEAR(self->ctx0);
+    Py_CLEAR(self->more);
     Py_XSETREF(self->cancel_msg, Py_NewRef(Py_None));
     self->cancel_pending = 0;
     self->deferred = 0;
@@ -118,7 +121,9 @@ as_traverse(AsyncioSlotCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->loop);
     Py_VISIT(self->task);
-    Py_VISIT(self->done_callbacks);
+    Py_VISIT(self->cb0);
+    Py_VISIT(self->ctx0);
+    Py_VISIT(self->more);
     Py_VISIT(self->cancel_msg);
     return capi->slot_type->tp_traverse((PyObject *)self, visit, arg);
 }
@@ -128,7 +133,9 @@ as_clear(AsyncioSlotCore *self)
 {
     Py_CLEAR(self->loop);
     Py_CLEAR(self->task);
-    Py_CLEAR(self->done_callbacks);
+    Py_CLEAR(self->cb0);
+    Py_CLEAR(self->ctx0);
+    Py_CLEAR(self->more);
     Py_CLEAR(self->cancel_msg);
     return capi->slot_type->tp_clear((PyObject *)self);
 }
@@ -209,25 +216,104 @@ as_add_done_callback(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t na
         Py_DECREF(r);
         Py_RETURN_NONE;
     }
+    if (self->cb0 == NULL) {
+        self->cb0 = Py_NewRef(fn);
+        self->ctx0 = ctx;
+        Py_RETURN_NONE;
+    }
     PyObject *item = PyTuple_Pack(2, fn, ctx);
     Py_DECREF(ctx);
     if (item == NULL) {
         return NULL;
     }
-    if (self->done_callbacks == NULL || !PyList_Check(self->done_callbacks)) {
-        Py_XSETREF(self->done_callbacks, PyList_New(0));
-        if (self->done_callbacks == NULL) {
+    if (self->more == NULL) {
+        self->more = PyList_New(0);
+        if (self->more == NULL) {
             Py_DECREF(item);
             return NULL;
         }
     }
-    int r = PyList_Append(self->done_callbacks, item);
+    int r = PyList_Append(self->more, item);
     Py_DECREF(item);
     if (r < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
+
+/* done_callbacks: the callbacks as one list of (fn, context) pairs. */
+static PyObject *
+as_get_done_callbacks(AsyncioSlotCore *self, void *closure)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    if (self->cb0 != NULL) {
+        PyObject *item = PyTuple_Pack(2, self->cb0, self->ctx0 ? self->ctx0 : Py_None);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    if (self->more != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(list);
+        if (PyList_SetSlice(list, n, n, self->more) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+static int
+as_set_done_callbacks(AsyncioSlotCore *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "done_callbacks cannot be deleted");
+        return -1;
+    }
+    PyObject *items = PySequence_List(value);
+    if (items == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            Py_DECREF(items);
+            PyErr_SetString(PyExc_TypeError, "done_callbacks holds (fn, context) pairs");
+            return -1;
+        }
+    }
+    PyObject *cb0 = NULL, *ctx0 = NULL, *more = NULL;
+    if (n >= 1) {
+        cb0 = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(items, 0), 0));
+        ctx0 = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(items, 0), 1));
+    }
+    if (n >= 2) {
+        more = PyList_GetSlice(items, 1, n);
+        if (more == NULL) {
+            Py_XDECREF(cb0);
+            Py_XDECREF(ctx0);
+            Py_DECREF(items);
+            return -1;
+        }
+    }
+    Py_DECREF(items);
+    Py_XSETREF(self->cb0, cb0);
+    Py_XSETREF(self->ctx0, ctx0);
+    Py_XSETREF(self->more, more);
+    return 0;
+}
+
+static PyGetSetDef as_getset[] = {
+    {"done_callbacks", (getter)as_get_done_callbacks, (setter)as_set_done_callbacks,
+     "The done-callbacks: a list of (fn, context) pairs (a copy).", NULL},
+    {NULL}
+};
 
 static PyObject *
 as_result(AsyncioSlotCore *self, PyObject *unused)
@@ -379,8 +465,7 @@ static PyObject *
 as_wake(AsyncioSlotCore *self, PyObject *st)
 {
     self->queued = 0;
-    if (self->done_callbacks != NULL && PyList_CheckExact(self->done_callbacks)
-        && PyList_GET_SIZE(self->done_callbacks) == 1) {
+    if (self->cb0 != NULL && self->more == NULL) {
         /* The checks first: they may run Python code, which may change the callbacks. */
         PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
         if (sync == NULL) {
@@ -391,33 +476,24 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
         if (synchronous < 0) {
             return NULL;
         }
-        int in_trio_task = synchronous ? trio_task_running() : 0;
-        if (in_trio_task < 0) {
-            return NULL;
-        }
         int nested = synchronous ? nesting_host_loaded() : 0;
         if (nested < 0) {
             return NULL;
         }
-        PyObject *callbacks = self->done_callbacks;
-        if (synchronous && !in_trio_task && !nested && callbacks != NULL
-            && PyList_CheckExact(callbacks) && PyList_GET_SIZE(callbacks) == 1) {
-            PyObject *item = PyList_GET_ITEM(callbacks, 0);
-            if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2
-                && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
-                Py_INCREF(item);
-                PyObject *fresh = PyList_New(0);
-                if (fresh == NULL) {
-                    Py_DECREF(item);
-                    return NULL;
-                }
-                self->done_callbacks = fresh;
-                Py_DECREF(callbacks);
-                PyObject *r = as_step(self, PyTuple_GET_ITEM(item, 0),
-                                      PyTuple_GET_ITEM(item, 1));
-                Py_DECREF(item);
-                return r;
-            }
+        int in_trio_task = synchronous && !nested ? trio_task_running() : 0;
+        if (in_trio_task < 0) {
+            return NULL;
+        }
+        if (synchronous && !in_trio_task && !nested && self->cb0 != NULL && self->more == NULL
+            && self->ctx0 != NULL && PyContext_CheckExact(self->ctx0)) {
+            /* The one callback: the waiting task's wake-up. */
+            PyObject *wakeup = self->cb0, *ctx = self->ctx0;
+            self->cb0 = NULL;
+            self->ctx0 = NULL;
+            PyObject *r = as_step(self, wakeup, ctx);
+            Py_DECREF(wakeup);
+            Py_DECREF(ctx);
+            return r;
         }
     }
     return PyObject_CallMethodOneArg((PyObject *)self, str_wake_slow, st);
@@ -510,7 +586,6 @@ as_close(AsyncioSlotCore *self, PyObject *unused)
 static PyMemberDef as_members[] = {
     {"loop", T_OBJECT, offsetof(AsyncioSlotCore, loop), 0, NULL},
     {"task", T_OBJECT, offsetof(AsyncioSlotCore, task), 0, NULL},
-    {"done_callbacks", T_OBJECT, offsetof(AsyncioSlotCore, done_callbacks), 0, NULL},
     {"cancel_msg", T_OBJECT, offsetof(AsyncioSlotCore, cancel_msg), 0, NULL},
     {"cancel_pending", T_BOOL, offsetof(AsyncioSlotCore, cancel_pending), 0, NULL},
     {"deferred", T_BOOL, offsetof(AsyncioSlotCore, deferred), 0, NULL},
@@ -554,6 +629,7 @@ static PyTypeObject AsyncioSlotCore_Type = {
     .tp_as_async = &as_as_async,
     .tp_members = as_members,
     .tp_methods = as_methods,
+    .tp_getset = as_getset,
 };
 
 /* -- the shift -- */
