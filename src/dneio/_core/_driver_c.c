@@ -982,8 +982,10 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
         return -1;
     }
     int here = (PyObject *)st == self->home;
-    if (self->state != HS_CANCELLED) {
-        /* A clear error, before anything is claimed, if the task cannot run. */
+    /* A clear error, before anything is claimed, if the task cannot run.
+     * Resumed inside func, on the task's own thread, it can: it is running,
+     * and an early resumption only stores the value for it anyway. */
+    if (self->state != HS_CANCELLED && !(here && self->state == HS_PENDING)) {
         PyObject *r = PyObject_CallMethodObjArgs((PyObject *)self, str_check_resumable, k,
                                                  here ? Py_True : Py_False, NULL);
         if (r == NULL) {

@@ -121,7 +121,10 @@ class PySlotCore:
         """Claim and deliver; False (nothing delivered) if the task was cancelled."""
         st = current_state()
         here = st is self.home
-        if self.state != CANCELLED:  # resuming a cancelled task is a no-op anyway
+        # Resuming a cancelled task is a no-op anyway; resumed inside func on
+        # the task's own thread, the task is running (and an early resumption
+        # only stores the value for it).
+        if self.state != CANCELLED and not (here and self.state == PENDING):
             self.check_resumable(k, here)
         # An exception is raised in the task with the traceback it has now
         # (others may raise the same object meanwhile).
