@@ -75,7 +75,6 @@ else:
     # The compiled shift asks the registry itself: the code that awaits it
     # is the caller of shift_in_task, one frame up instead of two.
     compiled.set_host_shift(shift_in_task, -1, _py.NO_RUNNER_MESSAGE)
-    _py.shift_frames = 0
     reset = compiled.reset
     shift_fast = compiled.shift
 

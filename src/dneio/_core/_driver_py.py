@@ -549,9 +549,9 @@ NO_RUNNER_MESSAGE = (
 )
 
 #: The frames of dneio's own between host_shift and the coroutine that awaits
-#: shift: the _shift generator on the pure-Python path, none for the compiled
-#: shift (set by :mod:`._driver`).
-shift_frames = 1
+#: shift: the _shift generator.  (The compiled shift asks the registry itself,
+#: with its own count; see :mod:`._driver`.)
+_SHIFT_FRAMES = 1
 
 
 def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[Any]:
@@ -562,7 +562,7 @@ def host_shift(func: Callable[[Any], Any]) -> Generator[Any, Any, Any] | tuple[A
     """
     if not callable(func):
         raise TypeError(f"shift() takes a function that accepts a continuation, not {func!r}")
-    body = shift_in_task(func, shift_frames)
+    body = shift_in_task(func, _SHIFT_FRAMES)
     if body is None:
         raise RuntimeError(NO_RUNNER_MESSAGE)
     return body

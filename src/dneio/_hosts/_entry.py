@@ -20,6 +20,8 @@ running, and stays installed only while some loop needs it.
 from __future__ import annotations
 
 import sys
+import weakref
+from functools import partial
 from typing import Any
 
 from .._core import _driver, _registry
@@ -108,3 +110,66 @@ class Hosting:
 
 
 HOSTING = Hosting()
+
+
+class HostRecords:
+    """Which host each hosted native coroutine has: what trio's and asyncio's hosting share.
+
+    A host is recorded for a coroutine when it first runs in a loop, and
+    watched (a weak reference, which ends the host if the coroutine is
+    collected) only once a step leaves the coroutine suspended: most
+    coroutines run inside a loop finish in their first step.  A host
+    (``_Host`` of either runner) has ``ref`` and ``is_clean()``.
+    """
+
+    def __init__(self) -> None:
+        # id(coroutine) -> its host.
+        self.records: dict[int, Any] = {}
+
+    # -- provided by each runner's hosting ----------------------------------------------
+    def _keep_free(self, host: Any) -> bool:
+        """Keep the clean, released ``host`` for the next coroutine; False if there is no room."""
+        raise NotImplementedError
+
+    def _quit(self, host: Any) -> None:
+        """End ``host`` (its coroutine finished, and it is not kept)."""
+        raise NotImplementedError
+
+    def _quit_from_anywhere(self, host: Any) -> None:
+        """End ``host`` from its loop (called from a weak reference's callback)."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def _record(self, coro: Any, host: Any) -> Any:
+        host.ref = None
+        self.records[id(coro)] = host
+        return host
+
+    def _forget(self, key: int, host: Any) -> None:
+        if self.records.get(key) is host:
+            del self.records[key]
+
+    def _after_step(self, coro: Any, host: Any) -> None:
+        """A step of ``coro`` in ``host`` ended: release the host, or watch the coroutine."""
+        if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
+            self._release(coro, host)
+        elif host.ref is None and self.records.get(id(coro)) is host:
+            # Suspended: forget it if it is collected.
+            self._watch(coro, host)
+
+    def _watch(self, coro: Any, host: Any) -> None:
+        try:
+            host.ref = weakref.ref(coro, partial(self._gone, id(coro), host))
+        except TypeError:
+            host.ref = coro
+
+    def _release(self, coro: Any, host: Any) -> None:
+        self._forget(id(coro), host)
+        host.ref = None
+        if not (host.is_clean() and self._keep_free(host)):
+            self._quit(host)
+
+    def _gone(self, key: int, host: Any, ref: Any) -> None:
+        # The coroutine was collected while it had a host: end the host.
+        self._forget(key, host)
+        self._quit_from_anywhere(host)

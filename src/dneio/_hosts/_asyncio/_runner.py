@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
-import weakref
 from collections.abc import Callable, Generator
 from contextvars import Context
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._core._adoption import adopted, carry_on
 from ..._core._impl import compiled
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
-from .._entry import HOSTING
+from .._entry import HOSTING, HostRecords
 from .._parking import (
     CANCELLED,
     PARKED,
@@ -659,7 +657,7 @@ class _HostCoro(collections.abc.Coroutine):  # type: ignore[type-arg]
         return self._gen.gi_yieldfrom
 
 
-class AsyncioHosting:
+class AsyncioHosting(HostRecords):
     """asyncio's part of the hosting (see ``_hosting``): a host task per native coroutine.
 
     Needs asyncio's private ``_enter_task``/``_leave_task`` (or
@@ -669,13 +667,12 @@ class AsyncioHosting:
     """
 
     def __init__(self, runner: AsyncioRunner) -> None:
+        super().__init__()
         self.runner = runner
         self.current_task = runner.current_task
         self.ok: bool | None = None  # None: not checked yet
         self.loops: dict[int, asyncio.AbstractEventLoop] = {}
         self.free: dict[int, list[_Host]] = {}
-        # id(coroutine) -> its host.
-        self.records: dict[int, _Host] = {}
 
     def start_if_running(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if loop is None:
@@ -740,13 +737,7 @@ class AsyncioHosting:
             _leave_task(loop, task)
             if prev is not None:
                 _enter_task(loop, prev)
-        if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
-            self._release(coro, host)
-        elif host.ref is None:
-            recorded = self.records.get(id(coro))
-            if recorded is not None and recorded is host:
-                # Suspended: forget it if it is collected (see _host_for).
-                self._watch(coro, recorded)
+        self._after_step(coro, host)
 
     # -- hosts ---------------------------------------------------------------------------
     def _host_for(self, coro: Any, loop: asyncio.AbstractEventLoop) -> _Host | None:
@@ -767,32 +758,20 @@ class AsyncioHosting:
             task = loop.create_task(_HostCoro(host), name=f"dneio native host of {name}")
             _asyncio_internals.hide(task)
             host.task = task
-        # Watched (_watch) only once the step leaves it suspended: most
-        # coroutines run inside a loop finish in their first step.
-        host.ref = None
-        self.records[id(coro)] = host
-        return host
+        result: _Host = self._record(coro, host)
+        return result
 
-    def _watch(self, coro: Any, host: _Host) -> None:
-        try:
-            host.ref = weakref.ref(coro, partial(self._gone, id(coro), host))
-        except TypeError:
-            host.ref = coro
-
-    def _release(self, coro: Any, host: _Host) -> None:
-        key = id(coro)
-        if self.records.get(key) is host:
-            del self.records[key]
-        host.ref = None
+    def _keep_free(self, host: _Host) -> bool:
         free = self.free.setdefault(id(host.loop), [])
-        if host.is_clean() and len(free) < _FREE_HOSTS and id(host.loop) in self.loops:
-            free.append(host)
-        else:
-            _quit(host)
+        if len(free) >= _FREE_HOSTS or id(host.loop) not in self.loops:
+            return False
+        free.append(host)
+        return True
 
-    def _gone(self, key: int, host: _Host, ref: Any) -> None:
-        if self.records.get(key) is host:
-            del self.records[key]
+    def _quit(self, host: _Host) -> None:
+        _quit(host)
+
+    def _quit_from_anywhere(self, host: _Host) -> None:
         try:
             host.loop.call_soon_threadsafe(_quit, host)
         except RuntimeError:  # the loop is closed

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from collections.abc import Callable, Generator
 from contextvars import Context
-from functools import partial
 from typing import Any
 
 import outcome
@@ -17,7 +15,7 @@ from ..._core import _driver_py
 from ..._core._adoption import adopted, carry_on
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
-from .._entry import HOSTING, Hosting
+from .._entry import HOSTING, Hosting, HostRecords
 from .._parking import (
     CANCELLED,
     PENDING,
@@ -347,7 +345,7 @@ def _quit(host: _Host) -> None:
     tl.reschedule(host.task, outcome.Value(_QUIT))
 
 
-class NativeHosting:
+class NativeHosting(HostRecords):
     """trio's part of the hosting (see ``_hosting``): a host task per native coroutine.
 
     Active only while at least one trio run is (its instrument turns it off
@@ -355,9 +353,8 @@ class NativeHosting:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.runs: dict[int, _Run] = {}
-        # id(coroutine) -> its host.
-        self.records: dict[int, _Host] = {}
 
     def start_if_running(self) -> None:
         if not RUNNER.internals_ok:
@@ -408,13 +405,7 @@ class NativeHosting:
             _trio_internals.clear_current()
         else:
             _trio_internals.make_current(prev)
-        if getattr(coro, "cr_frame", 0) is None:  # the coroutine has finished
-            self._release(coro, host)
-        elif host.ref is None:
-            recorded = self.records.get(id(coro))
-            if recorded is not None and recorded is host:
-                # Suspended: forget it if it is collected (see _host_for).
-                self._watch(coro, recorded)
+        self._after_step(coro, host)
 
     # -- hosts ---------------------------------------------------------------------------
     def _host_for(self, coro: Any, runner: Any) -> _Host | None:
@@ -439,32 +430,19 @@ class NativeHosting:
             except Exception:  # the system nursery is closed: the run is ending
                 return None
             host.root = host.task._cancel_status
-        # Watched (_watch) only once the step leaves it suspended: most
-        # coroutines run inside a task finish in their first step.
-        host.ref = None
-        self.records[id(coro)] = host
-        return host
+        result: _Host = self._record(coro, host)
+        return result
 
-    def _watch(self, coro: Any, host: _Host) -> None:
-        try:
-            host.ref = weakref.ref(coro, partial(self._gone, id(coro), host))
-        except TypeError:
-            host.ref = coro
+    def _keep_free(self, host: _Host) -> bool:
+        if len(host.run.free) >= _FREE_HOSTS:
+            return False
+        host.run.free.append(host)
+        return True
 
-    def _release(self, coro: Any, host: _Host) -> None:
-        key = id(coro)
-        if self.records.get(key) is host:
-            del self.records[key]
-        host.ref = None
-        if host.is_clean() and len(host.run.free) < _FREE_HOSTS:
-            host.run.free.append(host)
-        else:
-            _quit(host)
+    def _quit(self, host: _Host) -> None:
+        _quit(host)
 
-    def _gone(self, key: int, host: _Host, ref: Any) -> None:
-        # The coroutine was collected while it had a host: end the host.
-        if self.records.get(key) is host:
-            del self.records[key]
+    def _quit_from_anywhere(self, host: _Host) -> None:
         try:
             host.run.token.run_sync_soon(_quit, host)
         except Exception:  # the run is over
