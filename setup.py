@@ -22,5 +22,13 @@ setup(
             depends=["src/dneio/_core/_driver_c_api.h"],
             optional=True,
         ),
+        # RequestQueue's fast path: it needs the core above.
+        Extension(
+            "dneio._primitives._queue_c",
+            ["src/dneio/_primitives/_queue_c.c"],
+            include_dirs=["src/dneio/_core"],
+            depends=["src/dneio/_core/_driver_c_api.h"],
+            optional=True,
+        ),
     ]
 )

@@ -339,3 +339,126 @@ def test_reply_continuation_type_checks() -> None:
     [(_, k)] = q.fetch_any()
     reply(k)
     assert got == [1]
+
+
+# -- the compiled fast path (_queue_c.c) and the reference it hands over to -----------
+#
+# Every test above runs on whichever path is in use; these pin which one is,
+# and the cases where the compiled path must hand a request to the reference.
+
+
+def test_the_compiled_fast_path_serves_wherever_the_core_is_compiled() -> None:
+    from dneio._core._impl import compiled
+    from dneio._primitives import _request_queue
+
+    if compiled is None:
+        assert _request_queue._queue_c is None
+        assert "_requests" in RequestQueue.__slots__
+    else:
+        # Built with the core (setup.py): never a silent fall back.
+        assert _request_queue._queue_c is not None
+        core = _request_queue._queue_c.RequestQueueCore
+        assert RequestQueue.request_cb is core.request_cb
+        assert RequestQueue.get_one_cb is core.get_one_cb
+
+
+def test_a_request_is_a_coroutine_to_task_spawners() -> None:
+    import collections.abc
+
+    q: RequestQueue[int, int] = RequestQueue()
+    awaitable = q.request(3)
+    assert isinstance(awaitable, collections.abc.Coroutine)
+    awaitable.close()
+    assert q.fetch_any() == []
+
+
+def test_a_closed_native_server_at_the_front_is_skipped_for_the_next() -> None:
+    q: RequestQueue[int, int] = RequestQueue()
+    first = serve(q, 1)
+    reset(first)  # parked in get_one
+    first.close()  # dropped before any request came
+    second_got: list[list[int]] = []
+
+    async def second() -> None:
+        second_got.append(await serve(q, 1))
+
+    reset(second())
+    replies: list[int] = []
+
+    async def requester() -> None:
+        replies.append(await q.request(7))
+
+    reset(requester())
+    assert second_got == [[7]] and replies == [70]
+    assert not q._receivers and not q._requests
+
+
+def test_a_get_many_server_waiting_first_receives_a_list() -> None:
+    q: RequestQueue[int, int] = RequestQueue()
+    batches: list[list[int]] = []
+
+    async def server() -> None:
+        for _ in range(2):
+            batch = await q.get_many()
+            batches.append([v for v, _ in batch])
+            for v, k in batch:
+                k.send(-v)
+
+    reset(server())
+    replies: list[int] = []
+
+    async def requester(v: int) -> None:
+        replies.append(await q.request(v))
+
+    reset(requester(1))
+    reset(requester(2))
+    assert batches == [[1], [2]] and replies == [-1, -2]
+
+
+def test_a_server_that_raises_on_a_request_leaves_the_queue_usable() -> None:
+    q: RequestQueue[int, int] = RequestQueue()
+
+    async def fragile() -> None:
+        val, k = await q.get_one()
+        k.send(val)
+        raise ValueError("the server broke")
+
+    reset(fragile())
+    got: list[int] = []
+
+    async def requester(v: int) -> None:
+        got.append(await q.request(v))
+
+    # The server's error surfaces in whoever resumed it: the request, made
+    # under reset here, so reset raises it; the reply was delivered first.
+    with pytest.raises(ValueError, match="the server broke"):
+        reset(requester(1))
+    assert got == [1]
+    assert not q._receivers and not q._requests
+    reset(serve(q, 1))
+    reset(requester(2))
+    assert got == [1, 20]
+
+
+def test_many_requests_line_up_behind_a_busy_server_in_order() -> None:
+    """The server replies from inside the request; the next requests queue behind it."""
+    q: RequestQueue[int, int] = RequestQueue()
+    order: list[int] = []
+
+    async def server() -> None:
+        while True:
+            val, k = await q.get_one()
+            order.append(val)
+            k.send(val)
+
+    reset(server())
+    got: list[int] = []
+
+    async def requester(start: int) -> None:
+        for i in range(start, start + 50):
+            got.append(await q.request(i))
+
+    reset(requester(0))
+    reset(requester(1000))
+    assert got == list(range(50)) + list(range(1000, 1050))
+    assert order == got

@@ -1675,15 +1675,25 @@ take_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(args[1]);
 }
 
+/* A native continuation whose coroutine was not closed: what primitives
+ * check before handing a waiter anything (one call instead of two). */
+static int
+live_native(PyObject *k)
+{
+    return (PyObject *)Py_TYPE(k) == continuation_type && !park_closed(((NativeCore *)k)->park);
+}
+
 static PyObject *
 is_live_native(PyObject *module, PyObject *k)
 {
-    /* A native continuation whose coroutine was not closed: what primitives
-     * check before handing a waiter anything (one call instead of two). */
-    if ((PyObject *)Py_TYPE(k) == continuation_type && !park_closed(((NativeCore *)k)->park)) {
-        Py_RETURN_TRUE;
-    }
-    Py_RETURN_FALSE;
+    return PyBool_FromLong(live_native(k));
+}
+
+/* For the capsule: k.send(value) of a continuation known to be native. */
+static PyObject *
+native_send(PyObject *k, PyObject *value)
+{
+    return nc_send((NativeCore *)k, value);
 }
 
 static PyObject *
@@ -1812,6 +1822,8 @@ PyInit__driver_c(void)
     capi.current_state = current_state;
     capi.must_wait = slot_must_wait_impl;
     capi.outcome = slot_outcome_impl;
+    capi.is_live_native = live_native;
+    capi.native_send = native_send;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

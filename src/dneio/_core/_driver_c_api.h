@@ -52,9 +52,13 @@ typedef struct {
                      int synchronous);
     /* SlotCore.outcome: the value (new reference), or NULL with the exception set. */
     PyObject *(*outcome)(SlotCore *slot);
+    /* Is k a native continuation whose coroutine was not closed?  1 or 0. */
+    int (*is_live_native)(PyObject *k);
+    /* A native continuation's send(value): the answer (new reference), or NULL. */
+    PyObject *(*native_send)(PyObject *k, PyObject *value);
 } DneioCAPI;
 
-#define DNEIO_CAPI_VERSION 1
+#define DNEIO_CAPI_VERSION 2
 #define DNEIO_CAPI_NAME "dneio._core._driver_c._C_API"
 
 #endif

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation, is_live_native
+from .._core._impl import compiled
 from .._core._shift import shift
 from ._errors import ClosedError
 from ._waiters import Waiters, resume_unless_cancelled, wake_all
@@ -17,6 +18,22 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 _never_cancelled = AnsweringContinuation.is_cancelled
+
+# The compiled fast path of a request and of a server's wait (``_queue_c.c``),
+# where the compiled core is in use; the methods below stay the reference.
+_queue_c: Any = None
+if compiled is not None:
+    try:
+        from . import _queue_c
+    except ImportError:  # not built: the Python methods serve
+        _queue_c = None
+
+
+class _NoCore:
+    __slots__ = ()
+
+
+_QueueBase: Any = _NoCore if _queue_c is None else _queue_c.RequestQueueCore
 
 
 class RequestCancelledError(RuntimeError):
@@ -93,7 +110,7 @@ def _reply_to(k: AnsweringContinuation[Any, Out, Any]) -> AnsweringContinuation[
     return Reply(k)
 
 
-class RequestQueue(Generic[In, Out]):
+class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
     """A line of requests, each waiting for its own reply.
 
     Requesters call :meth:`request` and wait for the reply.  A server takes
@@ -109,7 +126,8 @@ class RequestQueue(Generic[In, Out]):
     and replying to it raises :class:`RequestCancelledError` in the server.
     """
 
-    __slots__ = ("_closed", "_closed_tb", "_receivers", "_requests")
+    # The compiled base holds these four fields itself.
+    __slots__ = ("_closed", "_closed_tb", "_receivers", "_requests") if _queue_c is None else ()
 
     def __init__(self) -> None:
         self._requests: Waiters[In] = Waiters()
@@ -247,3 +265,17 @@ class RequestQueue(Generic[In, Out]):
     def is_closed(self) -> bool:
         """True once :meth:`close` has been called."""
         return self._closed is not None
+
+
+if _queue_c is not None:
+    # The compiled methods run the common cases and hand every other one to
+    # these Python ones, which start over from the beginning.
+    _queue_c.setup(
+        request_cb=RequestQueue.request_cb,
+        get_one_cb=RequestQueue.get_one_cb,
+        reply_to=_reply_to,
+        shift=shift,
+    )
+    RequestQueue.request = _queue_c.RequestQueueCore.request  # type: ignore[method-assign]
+    RequestQueue.request_cb = _queue_c.RequestQueueCore.request_cb  # type: ignore[method-assign]
+    RequestQueue.get_one_cb = _queue_c.RequestQueueCore.get_one_cb  # type: ignore[method-assign]

@@ -1,0 +1,480 @@
+/* The compiled fast path of RequestQueue: a request and a server's wait.
+ *
+ * _request_queue.py stays the reference.  Here are only the two steps every
+ * request takes, for the common case: a request that finds a native server
+ * waiting hands itself over, and a server that finds no request waiting
+ * lines up.  Everything else (a closed queue, a request already waiting for
+ * the server, a waiter that is not a live native continuation, anything
+ * malformed) goes to the Python methods, which run it from the start; the
+ * fast path changes nothing before it decides.  The native continuation is
+ * reached through the capsule of the compiled core.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "_driver_c_api.h"
+
+static DneioCAPI *capi = NULL;
+
+/* Registered by setup(). */
+static PyObject *py_request_cb = NULL;  /* RequestQueue.request_cb of the reference */
+static PyObject *py_get_one_cb = NULL;  /* RequestQueue.get_one_cb of the reference */
+static PyObject *py_reply_to = NULL;    /* _reply_to(k) */
+static PyObject *shift = NULL;          /* dneio.shift */
+
+static PyObject *str_line = NULL;
+static PyObject *str_sweep_at = NULL;
+static PyObject *str_sweep = NULL;
+static PyObject *str_popleft = NULL;
+static PyObject *str_append = NULL;
+static PyObject *str_appendleft = NULL;
+
+/* ------------------------------------------------------------ the queue */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *closed;     /* None, or the closing exception */
+    PyObject *closed_tb;  /* its traceback when it was given */
+    PyObject *receivers;  /* Waiters of servers: payload True for get_many */
+    PyObject *requests;   /* Waiters of requesters: payload the request */
+} QueueCore;
+
+static int
+qc_traverse(QueueCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->closed);
+    Py_VISIT(self->closed_tb);
+    Py_VISIT(self->receivers);
+    Py_VISIT(self->requests);
+    return 0;
+}
+
+static int
+qc_clear(QueueCore *self)
+{
+    Py_CLEAR(self->closed);
+    Py_CLEAR(self->closed_tb);
+    Py_CLEAR(self->receivers);
+    Py_CLEAR(self->requests);
+    return 0;
+}
+
+static void
+qc_dealloc(QueueCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    qc_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Native k goes at the back of waiters' line, as Waiters.push does it:
+ * 1 done, 0 not handled (not native, or the line is not as expected), -1 error. */
+static int
+push_native(PyObject *waiters, PyObject *k, PyObject *payload)
+{
+    PyObject *line = PyObject_GetAttr(waiters, str_line);
+    if (line == NULL) {
+        return -1;
+    }
+    PyObject *entry = PyTuple_Pack(2, k, payload);
+    if (entry == NULL) {
+        Py_DECREF(line);
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(line, str_append, entry);
+    Py_DECREF(entry);
+    if (r == NULL) {
+        Py_DECREF(line);
+        return -1;
+    }
+    Py_DECREF(r);
+    /* Native continuations are not watched one by one: the line is swept
+     * of closed ones whenever it has doubled since the last sweep. */
+    Py_ssize_t n = PyObject_Length(line);
+    Py_DECREF(line);
+    if (n < 0) {
+        return -1;
+    }
+    PyObject *sweep_at = PyObject_GetAttr(waiters, str_sweep_at);
+    if (sweep_at == NULL) {
+        return -1;
+    }
+    Py_ssize_t at = PyLong_AsSsize_t(sweep_at);
+    Py_DECREF(sweep_at);
+    if (at == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (n > at) {
+        r = PyObject_CallMethodNoArgs(waiters, str_sweep);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 1;
+}
+
+/* Take the front entry of waiters' line if it is (k, payload) with k a live
+ * native continuation: 1 (with *k and *payload, new references); 0 if the
+ * line is empty; 2 if its front is anything else (left in place); -1. */
+static int
+take_native(PyObject *waiters, PyObject **k, PyObject **payload)
+{
+    PyObject *line = PyObject_GetAttr(waiters, str_line);
+    if (line == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyObject_Length(line);
+    if (n <= 0) {
+        Py_DECREF(line);
+        return n < 0 ? -1 : 0;
+    }
+    PyObject *entry = PySequence_GetItem(line, 0);
+    if (entry == NULL) {
+        Py_DECREF(line);
+        return -1;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
+        || !capi->is_live_native(PyTuple_GET_ITEM(entry, 0))) {
+        Py_DECREF(entry);
+        Py_DECREF(line);
+        return 2;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(line, str_popleft);
+    Py_DECREF(line);
+    if (r == NULL) {
+        Py_DECREF(entry);
+        return -1;
+    }
+    Py_DECREF(r);
+    *k = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
+    *payload = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    Py_DECREF(entry);
+    return 1;
+}
+
+static int
+ready(QueueCore *self)
+{
+    if (capi == NULL || py_request_cb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
+        return -1;
+    }
+    return self->closed == Py_None && self->receivers != NULL && self->requests != NULL;
+}
+
+/* request_cb(val, k): the reference's, with its common cases compiled. */
+static PyObject *
+request_cb_impl(QueueCore *self, PyObject *val, PyObject *k)
+{
+    int ok = ready(self);
+    if (ok < 0) {
+        return NULL;
+    }
+    if (!ok) {
+        return PyObject_CallFunctionObjArgs(py_request_cb, (PyObject *)self, val, k, NULL);
+    }
+    int native = capi->is_live_native(k);
+    /* What the server receives: the request and the continuation to reply
+     * on (a host requester's behind its guard, as the reference makes it). */
+    PyObject *reply = native ? Py_NewRef(k) : PyObject_CallOneArg(py_reply_to, k);
+    if (reply == NULL) {
+        return NULL;
+    }
+    PyObject *item = PyTuple_Pack(2, val, reply);
+    Py_DECREF(reply);
+    if (item == NULL) {
+        return NULL;
+    }
+    PyObject *rk, *many;
+    int took = take_native(self->receivers, &rk, &many);
+    if (took != 1) {
+        Py_DECREF(item);
+        if (took < 0) {
+            return NULL;
+        }
+        if (took == 2 || !native) {
+            /* A host server (or a closed one) is first in line, or the
+             * request itself is a host task's: the reference decides. */
+            return PyObject_CallFunctionObjArgs(py_request_cb, (PyObject *)self, val, k, NULL);
+        }
+        if (push_native(self->requests, k, val) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (many == Py_True) {
+        /* A server in get_many receives a list. */
+        PyObject *list = PyList_New(1);
+        if (list == NULL) {
+            /* Put the server back at the front of the line. */
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            PyObject *line = PyObject_GetAttr(self->receivers, str_line);
+            PyObject *entry = PyTuple_Pack(2, rk, many);
+            PyObject *r = (line == NULL || entry == NULL)
+                              ? NULL
+                              : PyObject_CallMethodOneArg(line, str_appendleft, entry);
+            Py_XDECREF(r);
+            Py_XDECREF(entry);
+            Py_XDECREF(line);
+            PyErr_Clear();
+            PyErr_Restore(type, exc, tb);
+            Py_DECREF(item);
+            Py_DECREF(rk);
+            Py_DECREF(many);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, 0, item);
+        item = list;
+    }
+    Py_DECREF(many);
+    PyObject *answer = capi->native_send(rk, item);
+    Py_DECREF(item);
+    Py_DECREF(rk);
+    if (answer == NULL) {
+        return NULL;
+    }
+    Py_DECREF(answer);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+qc_request_cb(QueueCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "request_cb(val, k) takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    return request_cb_impl(self, args[0], args[1]);
+}
+
+/* get_one_cb(k): the reference's, with a native server lining up compiled. */
+static PyObject *
+qc_get_one_cb(QueueCore *self, PyObject *k)
+{
+    int ok = ready(self);
+    if (ok < 0) {
+        return NULL;
+    }
+    if (ok && capi->is_live_native(k)) {
+        PyObject *line = PyObject_GetAttr(self->requests, str_line);
+        if (line == NULL) {
+            return NULL;
+        }
+        Py_ssize_t waiting = PyObject_Length(line);
+        Py_DECREF(line);
+        if (waiting < 0) {
+            return NULL;
+        }
+        if (waiting == 0) {
+            if (push_native(self->receivers, k, Py_False) < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_CallFunctionObjArgs(py_get_one_cb, (PyObject *)self, k, NULL);
+}
+
+/* ---------------------------------------------- a request, as shift's func */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue;
+    PyObject *val;
+} Request;
+
+static PyTypeObject Request_Type;
+
+static int
+rq_traverse(Request *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->queue);
+    Py_VISIT(self->val);
+    return 0;
+}
+
+static int
+rq_clear(Request *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->val);
+    return 0;
+}
+
+static void
+rq_dealloc(Request *self)
+{
+    PyObject_GC_UnTrack(self);
+    rq_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+rq_call(Request *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *k;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a request takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "request", 1, 1, &k)) {
+        return NULL;
+    }
+    if (self->queue == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this request was cleared");
+        return NULL;
+    }
+    return request_cb_impl((QueueCore *)self->queue, self->val, k);
+}
+
+static PyObject *
+rq_repr(Request *self)
+{
+    if (self->queue == NULL) {
+        return PyUnicode_FromString("<request (cleared)>");
+    }
+    return PyUnicode_FromFormat("<request %R to %R>", self->val, self->queue);
+}
+
+static PyTypeObject Request_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio.RequestQueue.request_cb",
+    .tp_doc = "request_cb bound to a queue and a value: what request() hands to shift.",
+    .tp_basicsize = sizeof(Request),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)rq_traverse,
+    .tp_clear = (inquiry)rq_clear,
+    .tp_dealloc = (destructor)rq_dealloc,
+    .tp_call = (ternaryfunc)rq_call,
+    .tp_repr = (reprfunc)rq_repr,
+};
+
+static PyObject *
+qc_request(QueueCore *self, PyObject *val)
+{
+    if (shift == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
+        return NULL;
+    }
+    Request *rq = PyObject_GC_New(Request, &Request_Type);
+    if (rq == NULL) {
+        return NULL;
+    }
+    rq->queue = Py_NewRef((PyObject *)self);
+    rq->val = Py_NewRef(val);
+    PyObject_GC_Track(rq);
+    PyObject *awaitable = PyObject_CallOneArg(shift, (PyObject *)rq);
+    Py_DECREF(rq);
+    return awaitable;
+}
+
+static PyMemberDef qc_members[] = {
+    {"_closed", T_OBJECT_EX, offsetof(QueueCore, closed), 0, NULL},
+    {"_closed_tb", T_OBJECT_EX, offsetof(QueueCore, closed_tb), 0, NULL},
+    {"_receivers", T_OBJECT_EX, offsetof(QueueCore, receivers), 0, NULL},
+    {"_requests", T_OBJECT_EX, offsetof(QueueCore, requests), 0, NULL},
+    {NULL}
+};
+
+static PyMethodDef qc_methods[] = {
+    {"request", (PyCFunction)qc_request, METH_O,
+     "Send val and wait for the server's reply (or the error it throws).\n\n"
+     "Use as ``reply = await queue.request(val)``."},
+    {"request_cb", (PyCFunction)(void (*)(void))qc_request_cb, METH_FASTCALL,
+     "Make request val; the reply resumes k."},
+    {"get_one_cb", (PyCFunction)qc_get_one_cb, METH_O,
+     "Resume k with the next request and its reply continuation."},
+    {NULL}
+};
+
+static PyTypeObject QueueCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._primitives._queue_c.RequestQueueCore",
+    .tp_doc = "The compiled part of RequestQueue: its fields and its common steps.",
+    .tp_basicsize = sizeof(QueueCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_traverse = (traverseproc)qc_traverse,
+    .tp_clear = (inquiry)qc_clear,
+    .tp_dealloc = (destructor)qc_dealloc,
+    .tp_members = qc_members,
+    .tp_methods = qc_methods,
+};
+
+/* ------------------------------------------------------------- the module */
+
+static PyObject *
+setup(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"request_cb", "get_one_cb", "reply_to", "shift", NULL};
+    PyObject *a[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO:setup", kwlist, &a[0], &a[1], &a[2],
+                                     &a[3])) {
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!PyCallable_Check(a[i])) {
+            PyErr_Format(PyExc_TypeError, "setup: %s must be callable", kwlist[i]);
+            return NULL;
+        }
+    }
+    Py_XSETREF(py_request_cb, Py_NewRef(a[0]));
+    Py_XSETREF(py_get_one_cb, Py_NewRef(a[1]));
+    Py_XSETREF(py_reply_to, Py_NewRef(a[2]));
+    Py_XSETREF(shift, Py_NewRef(a[3]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
+     "Register the reference methods the fast path hands unusual cases to."},
+    {NULL}
+};
+
+static struct PyModuleDef queue_c_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "dneio._primitives._queue_c",
+    .m_doc = "The compiled fast path of dneio's RequestQueue.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__queue_c(void)
+{
+    capi = (DneioCAPI *)PyCapsule_Import(DNEIO_CAPI_NAME, 0);
+    if (capi == NULL) {
+        return NULL;
+    }
+    if (capi->version != DNEIO_CAPI_VERSION) {
+        capi = NULL;
+        PyErr_SetString(PyExc_ImportError, "dneio: the compiled core is of another version");
+        return NULL;
+    }
+    if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&Request_Type) < 0) {
+        return NULL;
+    }
+    str_line = PyUnicode_InternFromString("_line");
+    str_sweep_at = PyUnicode_InternFromString("_sweep_at");
+    str_sweep = PyUnicode_InternFromString("_sweep");
+    str_popleft = PyUnicode_InternFromString("popleft");
+    str_append = PyUnicode_InternFromString("append");
+    str_appendleft = PyUnicode_InternFromString("appendleft");
+    if (str_line == NULL || str_sweep_at == NULL || str_sweep == NULL
+        || str_popleft == NULL || str_append == NULL || str_appendleft == NULL) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&queue_c_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "RequestQueueCore", (PyObject *)&QueueCore_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
