@@ -470,3 +470,89 @@ def test_the_asyncio_hosting_guard_notices_misbehaving_functions(
     monkeypatch.setattr(_asyncio_internals, "_register_task", None)
     ok, problem = asyncio.run(main())
     assert not ok and "_register_task" in problem
+
+
+# -- the compiled entry hook of the asyncio hosting (_asyncio_c.Hook) ---------------
+#
+# Where the asyncio part is compiled, a Hook stands in for HOSTING around each
+# native step.  It sets the current task in asyncio's own dict where the
+# guard (current_tasks_dict) found that this is what _enter_task and
+# _leave_task do, else by calling them; without it HOSTING's Python serves.
+
+
+@pytest.mark.parametrize("way", ["dict", "functions", "python"])
+def test_each_way_of_entering_the_host_keeps_native_code_in_its_own_task(
+    monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    import asyncio
+
+    from dneio._core import _driver
+    from dneio._hosts._asyncio import _internals as _asyncio_internals
+    from dneio._hosts._asyncio import _runner
+    from dneio._hosts._entry import HOSTING
+
+    if _runner._asyncio_c is None:
+        pytest.skip("the asyncio part is not compiled here (pure-Python path)")
+    if way == "functions":
+        monkeypatch.setattr(_asyncio_internals, "current_tasks_dict", lambda: None)
+    try:
+        _runner._setup_compiled()
+        if way == "python":
+            HOSTING.set_compiled(None)
+
+        async def main() -> tuple[Any, list[Any], list[Any], Any]:
+            seen: list[Any] = []
+            after: list[Any] = []
+            box: list[Any] = []
+
+            async def native() -> None:
+                for _ in range(3):
+                    seen.append(asyncio.current_task())
+                    await shift(box.append)
+                seen.append(asyncio.current_task())
+
+            me = asyncio.current_task()
+            reset(native())
+            after.append(asyncio.current_task())
+
+            async def resumer() -> Any:
+                box.pop().send(None)
+                after.append(asyncio.current_task())
+                return asyncio.current_task()
+
+            other = await asyncio.get_running_loop().create_task(resumer())
+            box.pop().send(None)
+            after.append(asyncio.current_task())
+            box.pop().send(None)
+            after.append(asyncio.current_task())
+            hook = (_driver.entry_hook(), HOSTING.compiled)
+            return me, seen, after + [other], hook
+
+        me, seen, after, hook = asyncio.run(main())
+    finally:
+        monkeypatch.undo()
+        _runner._setup_compiled()
+    assert len(set(map(id, seen))) == 1 and seen[0] is not None  # its own host, every step
+    assert me not in seen
+    # Each resumer is its own current task again once the step is over.
+    assert after[0] is me and after[1] is after[4] and after[2] is me and after[3] is me
+    installed, compiled = hook
+    if way == "python":
+        assert installed is HOSTING and compiled is None
+    else:
+        assert type(installed).__name__ == "Hook" and installed is compiled
+    assert _driver.entry_hook() in (None, HOSTING.compiled)
+
+
+def test_the_current_tasks_guard_refuses_a_dict_asyncio_does_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dneio._hosts._asyncio import _internals as _asyncio_internals
+
+    real = _asyncio_internals.current_tasks_dict()
+    if real is None:
+        pytest.skip("this asyncio keeps no current-task dict")
+    monkeypatch.setattr(_asyncio_internals, "_current_tasks", {})
+    assert _asyncio_internals.current_tasks_dict() is None
+    monkeypatch.setattr(_asyncio_internals, "_current_tasks", None)
+    assert _asyncio_internals.current_tasks_dict() is None

@@ -30,11 +30,17 @@ from .._core import _driver, _registry
 class Hosting:
     """The object the native driver calls around each step (``enter``/``leave``)."""
 
+    # Slots: a compiled hook reads trio and asyncio at every step.
+    __slots__ = ("_asyncio_start", "_trio_start", "asyncio", "compiled", "trio")
+
     def __init__(self) -> None:
         self.trio: Any = None  # the trio runner's NativeHosting, while a run uses it
         self.asyncio: Any = None  # the asyncio runner's AsyncioHosting, while a loop uses it
         self._trio_start: Any = None
         self._asyncio_start: Any = None
+        # A host's compiled stand-in for this object as the driver's hook
+        # (see ``set_compiled``), or None.
+        self.compiled: Any = None
 
     # -- switching on and off --------------------------------------------------
     def start_if_running(self) -> None:
@@ -57,13 +63,30 @@ class Hosting:
             start = self._asyncio_start = _registry.get_runner("asyncio").hosting.start_if_running  # type: ignore[attr-defined]
         start()
 
+    def set_compiled(self, hook: Any) -> None:
+        """Let ``hook`` stand in for this object as the driver's entry hook.
+
+        A compiled hook runs the common case itself and hands every other
+        to :meth:`enter` and :meth:`leave` (None: this object serves alone).
+        """
+        was = self.compiled if self.compiled is not None else self
+        self.compiled = hook
+        if _driver.entry_hook() is was:
+            _driver.set_entry_hook(None)
+        self.update()
+
+    def hook(self) -> Any:
+        """What the driver calls while the hosting is on."""
+        return self if self.compiled is None else self.compiled
+
     def update(self) -> None:
         """Install or remove the driver's hook, following the parts that are active."""
         active = self.trio is not None or self.asyncio is not None
+        mine = self.hook()
         hook = _driver.entry_hook()
-        if active and hook is not self:
-            _driver.set_entry_hook(self)
-        elif not active and hook is self:
+        if active and hook is not mine:
+            _driver.set_entry_hook(mine)
+        elif not active and hook is mine:
             _driver.set_entry_hook(None)
 
     # -- the hook ----------------------------------------------------------------
@@ -121,6 +144,8 @@ class HostRecords:
     coroutines run inside a loop finish in their first step.  A host
     (``_Host`` of either runner) has ``ref`` and ``is_clean()``.
     """
+
+    __slots__ = ("records",)
 
     def __init__(self) -> None:
         # id(coroutine) -> its host.

@@ -727,16 +727,286 @@ shift_if_in_task(PyObject *module, PyObject *func)
     return r;
 }
 
+
+/* ------------------------------------------------ the hosting's entry hook */
+
+/* The driver's entry hook while the asyncio runner hosts native code: it
+ * stands in for _entry.HOSTING, whose enter/leave it compiles for the common
+ * case (no trio run active, a native coroutine that already has its asyncio
+ * host, run inside an asyncio task).  Every other case goes to HOSTING's
+ * Python methods (AsyncioHosting.enter and _leave are the reference). */
+
+static PyObject *swap_task = NULL;  /* asyncio's _swap_current_task, or None */
+static PyObject *current_tasks = NULL; /* asyncio's checked loop -> task dict, or None */
+static PyObject *str_trio = NULL;
+static PyObject *str_records = NULL;
+static PyObject *str_loop = NULL;
+static PyObject *str_ended = NULL;
+static PyObject *str_ref = NULL;
+static PyObject *str_cr_frame = NULL;
+static PyObject *str_release = NULL;
+static PyObject *str_watch = NULL;
+static PyObject *str_enter = NULL;
+static PyObject *str_leave = NULL;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *hosting;  /* _entry.HOSTING */
+} Hook;
+
+static int
+hook_traverse(Hook *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->hosting);
+    return 0;
+}
+
+static int
+hook_clear(Hook *self)
+{
+    Py_CLEAR(self->hosting);
+    return 0;
+}
+
+static void
+hook_dealloc(Hook *self)
+{
+    PyObject_GC_UnTrack(self);
+    hook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+hook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *hosting;
+    if (!PyArg_ParseTuple(args, "O:Hook", &hosting)) {
+        return NULL;
+    }
+    Hook *self = (Hook *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->hosting = Py_NewRef(hosting);
+    }
+    return (PyObject *)self;
+}
+
+/* Make task the loop's current task in place of prev (all borrowed; prev
+ * is the current task, not None): what _swap_current_task does, or
+ * _leave_task(loop, prev) then _enter_task(loop, task). */
+static int
+swap_tasks(PyObject *loop, PyObject *prev, PyObject *task)
+{
+    if (current_tasks != Py_None) {
+        return PyDict_SetItem(current_tasks, loop, task);
+    }
+    PyObject *r;
+    if (swap_task != Py_None) {
+        r = PyObject_CallFunctionObjArgs(swap_task, loop, task, NULL);
+    }
+    else {
+        r = PyObject_CallFunctionObjArgs(leave_task, loop, prev, NULL);
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = PyObject_CallFunctionObjArgs(enter_task, loop, task, NULL);
+        }
+    }
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* The attribute name of obj is exactly expected (False, a loop): 1, 0, or -1. */
+static int
+attr_is(PyObject *obj, PyObject *name, PyObject *expected)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int same = v == expected;
+    Py_DECREF(v);
+    return same;
+}
+
+/* AsyncioHosting.enter(coro, True) as Hosting.enter calls it when no trio
+ * run is active: the token, or NULL without an exception for "ask Python". */
+static PyObject *
+fast_enter(Hook *self, PyObject *coro)
+{
+    PyObject *hosting = self->hosting;
+    if (current_task == NULL || swap_task == NULL || current_tasks == NULL) {
+        return NULL;  /* not set up: Python decides */
+    }
+    PyObject *loop = NULL, *prev = NULL, *aio = NULL, *records = NULL, *key = NULL;
+    PyObject *task = NULL, *token = NULL;
+    int failed = 0;
+    int same = attr_is(hosting, str_trio, Py_None);
+    if (same <= 0) {
+        return NULL;  /* a trio run is active (or an error): Python decides */
+    }
+    aio = PyObject_GetAttr(hosting, str_asyncio);
+    if (aio == NULL || aio == Py_None) {
+        goto done;
+    }
+    loop = PyObject_CallNoArgs(get_running_loop);
+    if (loop == NULL || loop == Py_None) {
+        goto done;
+    }
+    prev = PyObject_CallOneArg(current_task, loop);
+    if (prev == NULL || prev == Py_None) {
+        goto done;
+    }
+    records = PyObject_GetAttr(aio, str_records);
+    key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    if (key == NULL || !PyDict_CheckExact(records)) {
+        goto done;
+    }
+    PyObject *host = PyDict_GetItemWithError(records, key);  /* borrowed */
+    if (host == NULL) {
+        goto done;
+    }
+    Py_INCREF(host);
+    if (attr_is(host, str_loop, loop) != 1 || attr_is(host, str_ended, Py_False) != 1
+        || (task = PyObject_GetAttr(host, str_task)) == NULL) {
+        Py_DECREF(host);
+        goto done;
+    }
+    if (swap_tasks(loop, prev, task) == 0) {
+        token = PyTuple_Pack(7, (PyObject *)self, loop, prev, task, coro, host, aio);
+    }
+    /* A failed swap is an error, as the reference's would be; after the swap,
+     * Python must not try again. */
+    failed = token == NULL;
+    Py_DECREF(host);
+done:
+    Py_XDECREF(task);
+    Py_XDECREF(key);
+    Py_XDECREF(records);
+    Py_XDECREF(prev);
+    Py_XDECREF(loop);
+    Py_XDECREF(aio);
+    if (token == NULL && PyErr_Occurred()) {
+        if (failed || !PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;  /* and KeyboardInterrupt and the like are never swallowed */
+        }
+        PyErr_Clear();  /* Python's enter meets it again, and says so */
+    }
+    return token;
+}
+
+static PyObject *
+hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "enter(st, coro)");
+        return NULL;
+    }
+    PyObject *token = fast_enter(self, args[1]);
+    if (token != NULL || PyErr_Occurred()) {
+        return token;
+    }
+    PyObject *call[3] = {self->hosting, args[0], args[1]};
+    return PyObject_VectorcallMethod(str_enter, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* HostRecords._after_step: release the host of a finished coroutine, or
+ * watch a suspended one (both rare, and Python's). */
+static int
+after_step(PyObject *aio, PyObject *coro, PyObject *host)
+{
+    PyObject *frame = PyObject_GetAttr(coro, str_cr_frame);
+    if (frame == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();  /* not a coroutine: never counted as finished */
+    }
+    else if (frame == Py_None) {
+        Py_DECREF(frame);
+        PyObject *r = PyObject_CallMethodObjArgs(aio, str_release, coro, host, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    else {
+        Py_DECREF(frame);
+    }
+    int unwatched = attr_is(host, str_ref, Py_None);
+    if (unwatched <= 0) {
+        return unwatched;
+    }
+    PyObject *records = PyObject_GetAttr(aio, str_records);
+    PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    PyObject *r = NULL;
+    if (key != NULL) {
+        r = PyObject_CallMethod(records, "get", "O", key);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(records);
+    if (r == NULL) {
+        return -1;
+    }
+    int mine = r == host;
+    Py_DECREF(r);
+    if (!mine) {
+        return 0;
+    }
+    r = PyObject_CallMethodObjArgs(aio, str_watch, coro, host, NULL);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static PyObject *
+hook_leave(Hook *self, PyObject *token)
+{
+    if (!PyTuple_CheckExact(token) || PyTuple_GET_SIZE(token) != 7
+        || PyTuple_GET_ITEM(token, 0) != (PyObject *)self) {
+        PyObject *call[2] = {self->hosting, token};
+        return PyObject_VectorcallMethod(str_leave, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+    }
+    PyObject *loop = PyTuple_GET_ITEM(token, 1);
+    PyObject *prev = PyTuple_GET_ITEM(token, 2);
+    PyObject *task = PyTuple_GET_ITEM(token, 3);
+    if (swap_tasks(loop, task, prev) < 0) {
+        return NULL;
+    }
+    if (after_step(PyTuple_GET_ITEM(token, 6), PyTuple_GET_ITEM(token, 4),
+                   PyTuple_GET_ITEM(token, 5)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef hook_methods[] = {
+    {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL,
+     "Make coro's host task current; returns what leave needs, or None."},
+    {"leave", (PyCFunction)hook_leave, METH_O, "Undo enter, with its token."},
+    {NULL}
+};
+
+static PyTypeObject Hook_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._hosts._asyncio._asyncio_c.Hook",
+    .tp_doc = "Hook(hosting): the hosting's entry hook, compiled for asyncio.",
+    .tp_basicsize = sizeof(Hook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = hook_new,
+    .tp_traverse = (traverseproc)hook_traverse,
+    .tp_clear = (inquiry)hook_clear,
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_methods = hook_methods,
+};
+
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
         "get_running_loop", "current_task", "enter_task", "leave_task", "runner",
-        "hosting", "start_hosting", "slot_type", "continuation_type", "nesting", NULL};
-    PyObject *a[10];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOO:setup", kwlist, &a[0], &a[1],
+        "hosting", "start_hosting", "slot_type", "continuation_type", "nesting", "swap",
+        "current_tasks", NULL};
+    PyObject *a[12];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOO:setup", kwlist, &a[0], &a[1],
                                      &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8],
-                                     &a[9])) {
+                                     &a[9], &a[10], &a[11])) {
         return NULL;
     }
     if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &AsyncioSlotCore_Type)) {
@@ -762,6 +1032,12 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(slot_type, Py_NewRef(a[7]));
     Py_XSETREF(continuation_type, Py_NewRef(a[8]));
     Py_XSETREF(nesting, Py_NewRef(a[9]));
+    if (a[11] != Py_None && !PyDict_CheckExact(a[11])) {
+        PyErr_SetString(PyExc_TypeError, "current_tasks must be a dict or None");
+        return NULL;
+    }
+    Py_XSETREF(swap_task, Py_NewRef(a[10]));
+    Py_XSETREF(current_tasks, Py_NewRef(a[11]));
     Py_RETURN_NONE;
 }
 
@@ -795,7 +1071,7 @@ PyInit__asyncio_c(void)
         return NULL;
     }
     AsyncioSlotCore_Type.tp_base = capi->slot_type;
-    if (PyType_Ready(&AsyncioSlotCore_Type) < 0) {
+    if (PyType_Ready(&AsyncioSlotCore_Type) < 0 || PyType_Ready(&Hook_Type) < 0) {
         return NULL;
     }
     str_synchronous = PyUnicode_InternFromString("synchronous");
@@ -811,11 +1087,22 @@ PyInit__asyncio_c(void)
     str_context = PyUnicode_InternFromString("context");
     str_task = PyUnicode_InternFromString("task");
     str_dict = PyUnicode_InternFromString("__dict__");
+    str_trio = PyUnicode_InternFromString("trio");
+    str_records = PyUnicode_InternFromString("records");
+    str_loop = PyUnicode_InternFromString("loop");
+    str_ended = PyUnicode_InternFromString("ended");
+    str_ref = PyUnicode_InternFromString("ref");
+    str_cr_frame = PyUnicode_InternFromString("cr_frame");
+    str_release = PyUnicode_InternFromString("_release");
+    str_watch = PyUnicode_InternFromString("_watch");
+    str_enter = PyUnicode_InternFromString("enter");
+    str_leave = PyUnicode_InternFromString("leave");
     PyObject *m = PyModule_Create(&asyncio_c_module);
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "AsyncioSlotCore", (PyObject *)&AsyncioSlotCore_Type) < 0) {
+    if (PyModule_AddObjectRef(m, "AsyncioSlotCore", (PyObject *)&AsyncioSlotCore_Type) < 0
+        || PyModule_AddObjectRef(m, "Hook", (PyObject *)&Hook_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

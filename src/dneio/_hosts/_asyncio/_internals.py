@@ -73,6 +73,26 @@ def current_task_getter() -> Callable[[Any], Any]:
     return tasks.get if ok else asyncio.current_task
 
 
+def current_tasks_dict() -> dict[Any, Any] | None:
+    """asyncio's own loop -> current task dict, if setting and deleting in it is
+    what ``_enter_task``/``_leave_task`` do (as ``asyncio.current_task`` sees
+    it); else None, and the compiled hosting calls those functions instead."""
+    tasks = _current_tasks
+    if type(tasks) is not dict or current_task_getter() is asyncio.current_task:
+        return None
+    probe_loop, probe_task = object(), object()
+    try:
+        tasks[probe_loop] = probe_task
+        try:
+            ok = asyncio.current_task(probe_loop) is probe_task  # type: ignore[arg-type]
+        finally:
+            del tasks[probe_loop]
+        ok = ok and asyncio.current_task(probe_loop) is None  # type: ignore[arg-type]
+    except Exception:
+        return None
+    return tasks if ok else None
+
+
 def step(
     loop: Any,
     wakeup: Callable[[Any], object],

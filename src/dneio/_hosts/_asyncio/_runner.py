@@ -666,6 +666,8 @@ class AsyncioHosting(HostRecords):
     task current (see docs/guarantees.md).
     """
 
+    __slots__ = ("current_task", "free", "loops", "ok", "runner")
+
     def __init__(self, runner: AsyncioRunner) -> None:
         super().__init__()
         self.runner = runner
@@ -825,7 +827,11 @@ def _setup_compiled() -> None:
             # While one of these hosts is loaded, the Python step runs: its
             # frame tells them an asyncio task was stepped inside theirs.
             nesting=_registry_nesting(),
+            swap=_asyncio_internals._swap,
+            current_tasks=_asyncio_internals.current_tasks_dict() if RUNNER.internals_ok else None,
         )
+        # Native code inside asyncio tasks enters and leaves its host there.
+        HOSTING.set_compiled(_asyncio_c.Hook(HOSTING))
 
 
 def _registry_nesting() -> list[tuple[str, str]]:

@@ -352,6 +352,8 @@ class NativeHosting(HostRecords):
     at the end of the run), and only where trio's internals passed the check.
     """
 
+    __slots__ = ("runs",)
+
     def __init__(self) -> None:
         super().__init__()
         self.runs: dict[int, _Run] = {}
