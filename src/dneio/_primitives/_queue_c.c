@@ -1,6 +1,7 @@
-/* The compiled fast path of RequestQueue: a request and a server's wait.
+/* The compiled fast path of RequestQueue: a request and a server's wait,
+ * and the fields of the line of waiters (Waiters) they work on.
  *
- * _request_queue.py stays the reference.  Here are only the two steps every
+ * _request_queue.py and _waiters.py stay the reference.  Here are only the two steps every
  * request takes, for the common case: a request that finds a native server
  * waiting hands itself over, and a server that finds no request waiting
  * lines up.  Everything else (a closed queue, a request already waiting for
@@ -24,12 +25,78 @@ static PyObject *py_get_one_cb = NULL;  /* RequestQueue.get_one_cb of the refere
 static PyObject *py_reply_to = NULL;    /* _reply_to(k) */
 static PyObject *shift = NULL;          /* dneio.shift */
 
-static PyObject *str_line = NULL;
-static PyObject *str_sweep_at = NULL;
 static PyObject *str_sweep = NULL;
-static PyObject *str_popleft = NULL;
-static PyObject *str_append = NULL;
 static PyObject *str_appendleft = NULL;
+
+
+/* ------------------------------------------------------ the line of waiters */
+
+static PyObject *deque_type = NULL;     /* collections.deque */
+static PyObject *deque_append = NULL;   /* deque.append, unbound */
+static PyObject *deque_popleft = NULL;  /* deque.popleft, unbound */
+
+/* Waiters' fields, held in C; its methods are Python's (_waiters.py). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *line;        /* a deque of (k, payload) */
+    Py_ssize_t dead;       /* cancelled entries counted, not yet dropped */
+    Py_ssize_t sweep_at;   /* the length at which natives are next swept */
+} WaitersCore;
+
+static PyTypeObject WaitersCore_Type;
+
+static int
+wc_traverse(WaitersCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->line);
+    return 0;
+}
+
+static int
+wc_clear(WaitersCore *self)
+{
+    Py_CLEAR(self->line);
+    return 0;
+}
+
+static void
+wc_dealloc(WaitersCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    wc_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef wc_members[] = {
+    {"_line", T_OBJECT_EX, offsetof(WaitersCore, line), 0, NULL},
+    {"_dead", T_PYSSIZET, offsetof(WaitersCore, dead), 0, NULL},
+    {"_sweep_at", T_PYSSIZET, offsetof(WaitersCore, sweep_at), 0, NULL},
+    {NULL}
+};
+
+static PyTypeObject WaitersCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._primitives._queue_c.WaitersCore",
+    .tp_doc = "The fields of Waiters, held where compiled code reads them.",
+    .tp_basicsize = sizeof(WaitersCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_traverse = (traverseproc)wc_traverse,
+    .tp_clear = (inquiry)wc_clear,
+    .tp_dealloc = (destructor)wc_dealloc,
+    .tp_members = wc_members,
+};
+
+/* The line of w if w is a compiled Waiters holding a deque (borrowed), else NULL. */
+static inline PyObject *
+line_of(PyObject *w)
+{
+    if (!PyObject_TypeCheck(w, &WaitersCore_Type)) {
+        return NULL;
+    }
+    PyObject *line = ((WaitersCore *)w)->line;
+    return line != NULL && (PyObject *)Py_TYPE(line) == deque_type ? line : NULL;
+}
 
 /* ------------------------------------------------------------ the queue */
 
@@ -70,20 +137,19 @@ qc_dealloc(QueueCore *self)
 }
 
 /* Native k goes at the back of waiters' line, as Waiters.push does it:
- * 1 done, 0 not handled (not native, or the line is not as expected), -1 error. */
+ * 0 done, -1 error.  (waiters is a compiled Waiters with a deque.) */
 static int
 push_native(PyObject *waiters, PyObject *k, PyObject *payload)
 {
-    PyObject *line = PyObject_GetAttr(waiters, str_line);
-    if (line == NULL) {
-        return -1;
-    }
+    WaitersCore *w = (WaitersCore *)waiters;
+    PyObject *line = Py_NewRef(w->line);
     PyObject *entry = PyTuple_Pack(2, k, payload);
     if (entry == NULL) {
         Py_DECREF(line);
         return -1;
     }
-    PyObject *r = PyObject_CallMethodOneArg(line, str_append, entry);
+    PyObject *args[2] = {line, entry};
+    PyObject *r = PyObject_Vectorcall(deque_append, args, 2, NULL);
     Py_DECREF(entry);
     if (r == NULL) {
         Py_DECREF(line);
@@ -97,23 +163,14 @@ push_native(PyObject *waiters, PyObject *k, PyObject *payload)
     if (n < 0) {
         return -1;
     }
-    PyObject *sweep_at = PyObject_GetAttr(waiters, str_sweep_at);
-    if (sweep_at == NULL) {
-        return -1;
-    }
-    Py_ssize_t at = PyLong_AsSsize_t(sweep_at);
-    Py_DECREF(sweep_at);
-    if (at == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (n > at) {
+    if (n > w->sweep_at) {
         r = PyObject_CallMethodNoArgs(waiters, str_sweep);
         if (r == NULL) {
             return -1;
         }
         Py_DECREF(r);
     }
-    return 1;
+    return 0;
 }
 
 /* Take the front entry of waiters' line if it is (k, payload) with k a live
@@ -122,28 +179,21 @@ push_native(PyObject *waiters, PyObject *k, PyObject *payload)
 static int
 take_native(PyObject *waiters, PyObject **k, PyObject **payload)
 {
-    PyObject *line = PyObject_GetAttr(waiters, str_line);
-    if (line == NULL) {
-        return -1;
-    }
+    PyObject *line = ((WaitersCore *)waiters)->line;
     Py_ssize_t n = PyObject_Length(line);
     if (n <= 0) {
-        Py_DECREF(line);
         return n < 0 ? -1 : 0;
     }
     PyObject *entry = PySequence_GetItem(line, 0);
     if (entry == NULL) {
-        Py_DECREF(line);
         return -1;
     }
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
         || !capi->is_live_native(PyTuple_GET_ITEM(entry, 0))) {
         Py_DECREF(entry);
-        Py_DECREF(line);
         return 2;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(line, str_popleft);
-    Py_DECREF(line);
+    PyObject *r = PyObject_Vectorcall(deque_popleft, &line, 1, NULL);
     if (r == NULL) {
         Py_DECREF(entry);
         return -1;
@@ -162,7 +212,9 @@ ready(QueueCore *self)
         PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
         return -1;
     }
-    return self->closed == Py_None && self->receivers != NULL && self->requests != NULL;
+    /* Only an open queue whose two lines are compiled Waiters holding deques. */
+    return self->closed == Py_None && self->receivers != NULL && self->requests != NULL
+           && line_of(self->receivers) != NULL && line_of(self->requests) != NULL;
 }
 
 /* request_cb(val, k): the reference's, with its common cases compiled. */
@@ -212,14 +264,12 @@ request_cb_impl(QueueCore *self, PyObject *val, PyObject *k)
             /* Put the server back at the front of the line. */
             PyObject *type, *exc, *tb;
             PyErr_Fetch(&type, &exc, &tb);
-            PyObject *line = PyObject_GetAttr(self->receivers, str_line);
+            PyObject *line = ((WaitersCore *)self->receivers)->line;
             PyObject *entry = PyTuple_Pack(2, rk, many);
-            PyObject *r = (line == NULL || entry == NULL)
-                              ? NULL
-                              : PyObject_CallMethodOneArg(line, str_appendleft, entry);
+            PyObject *r = entry == NULL ? NULL
+                                        : PyObject_CallMethodOneArg(line, str_appendleft, entry);
             Py_XDECREF(r);
             Py_XDECREF(entry);
-            Py_XDECREF(line);
             PyErr_Clear();
             PyErr_Restore(type, exc, tb);
             Py_DECREF(item);
@@ -260,12 +310,7 @@ qc_get_one_cb(QueueCore *self, PyObject *k)
         return NULL;
     }
     if (ok && capi->is_live_native(k)) {
-        PyObject *line = PyObject_GetAttr(self->requests, str_line);
-        if (line == NULL) {
-            return NULL;
-        }
-        Py_ssize_t waiting = PyObject_Length(line);
-        Py_DECREF(line);
+        Py_ssize_t waiting = PyObject_Length(((WaitersCore *)self->requests)->line);
         if (waiting < 0) {
             return NULL;
         }
@@ -455,24 +500,35 @@ PyInit__queue_c(void)
         PyErr_SetString(PyExc_ImportError, "dneio: the compiled core is of another version");
         return NULL;
     }
-    if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&Request_Type) < 0) {
+    if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&Request_Type) < 0
+        || PyType_Ready(&WaitersCore_Type) < 0) {
         return NULL;
     }
-    str_line = PyUnicode_InternFromString("_line");
-    str_sweep_at = PyUnicode_InternFromString("_sweep_at");
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL) {
+        return NULL;
+    }
+    deque_type = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (deque_type == NULL) {
+        return NULL;
+    }
+    deque_append = PyObject_GetAttrString(deque_type, "append");
+    deque_popleft = PyObject_GetAttrString(deque_type, "popleft");
+    if (deque_append == NULL || deque_popleft == NULL) {
+        return NULL;
+    }
     str_sweep = PyUnicode_InternFromString("_sweep");
-    str_popleft = PyUnicode_InternFromString("popleft");
-    str_append = PyUnicode_InternFromString("append");
     str_appendleft = PyUnicode_InternFromString("appendleft");
-    if (str_line == NULL || str_sweep_at == NULL || str_sweep == NULL
-        || str_popleft == NULL || str_append == NULL || str_appendleft == NULL) {
+    if (str_sweep == NULL || str_appendleft == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&queue_c_module);
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "RequestQueueCore", (PyObject *)&QueueCore_Type) < 0) {
+    if (PyModule_AddObjectRef(m, "RequestQueueCore", (PyObject *)&QueueCore_Type) < 0
+        || PyModule_AddObjectRef(m, "WaitersCore", (PyObject *)&WaitersCore_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

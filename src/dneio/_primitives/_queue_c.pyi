@@ -1,6 +1,11 @@
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+class WaitersCore:
+    _line: Any
+    _dead: int
+    _sweep_at: int
+
 class RequestQueueCore:
     _closed: BaseException | None
     _closed_tb: Any

@@ -9,10 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation, is_live_native
-from .._core._impl import compiled
 from .._core._shift import shift
 from ._errors import ClosedError
-from ._waiters import Waiters, resume_unless_cancelled, wake_all
+from ._waiters import Waiters, _NoCore, _queue_c, resume_unless_cancelled, wake_all
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -21,18 +20,6 @@ _never_cancelled = AnsweringContinuation.is_cancelled
 
 # The compiled fast path of a request and of a server's wait (``_queue_c.c``),
 # where the compiled core is in use; the methods below stay the reference.
-_queue_c: Any = None
-if compiled is not None:
-    try:
-        from . import _queue_c
-    except ImportError:  # not built: the Python methods serve
-        _queue_c = None
-
-
-class _NoCore:
-    __slots__ = ()
-
-
 _QueueBase: Any = _NoCore if _queue_c is None else _queue_c.RequestQueueCore
 
 

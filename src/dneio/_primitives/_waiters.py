@@ -7,14 +7,31 @@ from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import NativeContinuation, is_live_native
+from .._core._impl import compiled
 
 _P = TypeVar("_P")
 
 #: Cancelled entries tolerated before the line is compacted (see ``_forget``).
 _COMPACT_AFTER = 16
 
+# Where the compiled core is in use, the three fields are held in C
+# (``_queue_c.WaitersCore``), where the compiled RequestQueue reads them.
+_queue_c: Any = None
+if compiled is not None:
+    try:
+        from . import _queue_c
+    except ImportError:  # not built: plain slots
+        _queue_c = None
 
-class Waiters(Generic[_P]):
+
+class _NoCore:
+    __slots__ = ()
+
+
+_WaitersBase: Any = _NoCore if _queue_c is None else _queue_c.WaitersCore
+
+
+class Waiters(_WaitersBase, Generic[_P]):  # type: ignore[misc]
     """Continuations waiting their turn, each with a payload.
 
     A continuation whose task is cancelled while it waits (natively: whose
@@ -27,7 +44,7 @@ class Waiters(Generic[_P]):
     of closed ones whenever it has doubled since the last sweep.
     """
 
-    __slots__ = ("_dead", "_line", "_sweep_at")
+    __slots__ = ("_dead", "_line", "_sweep_at") if _queue_c is None else ()
 
     def __init__(self) -> None:
         self._line: deque[tuple[AnsweringContinuation[Any, Any, Any], _P]] = deque()
