@@ -22,6 +22,17 @@
 #define DNEIO_FRAME_STATE 1
 #endif
 
+/* Where _Py_NewReference is known to be exported (up to 3.13), the two
+ * objects every shift makes (the shift and the continuation) are kept for
+ * reuse once released, up to FREE_MAX of each, as CPython keeps its own
+ * frequent objects; elsewhere they are freed and allocated as usual.  The
+ * core relies on the GIL (single-phase init re-enables it on free-threaded
+ * builds), which the free lists do too. */
+#if PY_VERSION_HEX < 0x030E0000
+#define DNEIO_FREE_LISTS 1
+#define FREE_MAX 64
+#endif
+
 /* Python objects registered by setup(). */
 static PyObject *local_obj = NULL;      /* _impl.local */
 static PyObject *shift_mark = NULL;     /* _driver_py.SHIFT (its repr explains a misrouted shift) */
@@ -245,12 +256,67 @@ nc_dealloc(NativeCore *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+#ifdef DNEIO_FREE_LISTS
+/* Released continuations of continuation_type, each still holding the
+ * reference to its type that allocation took. */
+static NativeCore *free_continuations[FREE_MAX];
+static int n_free_continuations = 0;
+
+static void
+flush_free_continuations(void)
+{
+    while (n_free_continuations > 0) {
+        PyObject *k = (PyObject *)free_continuations[--n_free_continuations];
+        PyTypeObject *tp = Py_TYPE(k);
+        tp->tp_free(k);
+        Py_DECREF(tp);
+    }
+}
+#endif
+
+/* The dealloc of continuation_type (the Python subclass, whose instances
+ * have no __dict__ and no weak references, as setup checks): what
+ * subtype_dealloc would do, with the free list. */
+static void
+nc_sub_dealloc(NativeCore *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, nc_sub_dealloc)
+    nc_clear(self);
+#ifdef DNEIO_FREE_LISTS
+    if (n_free_continuations < FREE_MAX && (PyObject *)tp == continuation_type) {
+        free_continuations[n_free_continuations++] = self;
+    }
+    else
+#endif
+    {
+        tp->tp_free((PyObject *)self);
+        Py_DECREF(tp);
+    }
+    Py_TRASHCAN_END
+}
+
 /* A fresh continuation of ``coro`` in ``ctx``, suspended in ``park`` (all borrowed). */
 static PyObject *
 new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
 {
     PyTypeObject *tp = (PyTypeObject *)continuation_type;
-    NativeCore *k = (NativeCore *)tp->tp_alloc(tp, 0);
+    NativeCore *k;
+#ifdef DNEIO_FREE_LISTS
+    if (n_free_continuations > 0) {
+        /* It still holds its reference to the type: the new object has it. */
+        k = free_continuations[--n_free_continuations];
+        _Py_NewReference((PyObject *)k);
+        k->coro = Py_NewRef(coro);
+        k->claimed = Py_NewRef(Py_None);
+        k->ctx = Py_NewRef(ctx);
+        k->park = Py_NewRef(park);
+        PyObject_GC_Track(k);
+        return (PyObject *)k;
+    }
+#endif
+    k = (NativeCore *)tp->tp_alloc(tp, 0);
     if (k == NULL) {
         return NULL;
     }
@@ -564,18 +630,39 @@ sh_clear(Shift *self)
     return 0;
 }
 
+#ifdef DNEIO_FREE_LISTS
+static Shift *free_shifts[FREE_MAX];
+static int n_free_shifts = 0;
+#endif
+
 static void
 sh_dealloc(Shift *self)
 {
     PyObject_GC_UnTrack(self);
     sh_clear(self);
+#ifdef DNEIO_FREE_LISTS
+    if (n_free_shifts < FREE_MAX && Py_IS_TYPE(self, &Shift_Type)) {
+        free_shifts[n_free_shifts++] = self;
+        return;
+    }
+#endif
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *
 shift_fn(PyObject *module, PyObject *func)
 {
-    Shift *self = PyObject_GC_New(Shift, &Shift_Type);
+    Shift *self;
+#ifdef DNEIO_FREE_LISTS
+    if (n_free_shifts > 0) {
+        self = free_shifts[--n_free_shifts];
+        _Py_NewReference((PyObject *)self);
+    }
+    else
+#endif
+    {
+        self = PyObject_GC_New(Shift, &Shift_Type);
+    }
     if (self == NULL) {
         return NULL;
     }
@@ -1578,6 +1665,20 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(py_func_failed, Py_NewRef(a[4]));
     Py_XSETREF(py_after_foreign, Py_NewRef(a[5]));
     Py_XSETREF(py_spent, Py_NewRef(a[6]));
+    PyTypeObject *ktype = (PyTypeObject *)a[7];
+    if (!PyType_Check(a[7]) || !PyType_IsSubtype(ktype, &NativeCore_Type)
+        || !(ktype->tp_flags & Py_TPFLAGS_HEAPTYPE) || ktype->tp_dictoffset != 0
+        || ktype->tp_weaklistoffset != 0 || ktype->tp_basicsize != sizeof(NativeCore)
+        || ktype->tp_finalize != NULL || ktype->tp_del != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "continuation_type must be a subclass of NativeCore with "
+                        "__slots__ = () and no finaliser");
+        return NULL;
+    }
+#ifdef DNEIO_FREE_LISTS
+    flush_free_continuations();
+#endif
+    ktype->tp_dealloc = (destructor)nc_sub_dealloc;
     Py_XSETREF(continuation_type, Py_NewRef(a[7]));
     max_depth = depth;
 #ifdef DNEIO_FRAME_STATE
