@@ -14,6 +14,7 @@ from . import _impl
 from ._continuation import AnsweringContinuation
 from ._impl import compiled
 from ._queue import MAX_DEPTH, drain, resume
+from . import _registry
 from ._registry import shift_in_task
 
 SHIFT = _py.SHIFT
@@ -75,6 +76,16 @@ else:
     # The compiled shift asks the registry itself: the code that awaits it
     # is the caller of shift_in_task, one frame up instead of two.
     compiled.set_host_shift(shift_in_task, -1, _py.NO_RUNNER_MESSAGE)
+
+    def _push_hosts() -> None:
+        path = _registry.hot_path()
+        if path is None:
+            compiled.set_hosts(None)
+        else:
+            compiled.set_hosts(*path)
+
+    _registry.on_refresh = _push_hosts
+    _push_hosts()
     reset = compiled.reset
     shift_fast = compiled.shift
 

@@ -43,6 +43,12 @@ static PyObject *py_after_foreign = NULL; /* _driver_py._after_foreign(st, coro,
 static PyObject *py_spent = NULL;       /* _driver_py._raise_spent(k) */
 static PyObject *py_host_shift = NULL;  /* _registry.shift_in_task(func, skip) */
 static PyObject *host_shift_skip = NULL; /* the skip it is called with */
+/* What shift_in_task asks on its hot path, pushed by the registry whenever
+ * it changes (set_hosts): the shift_if_in_task of each loaded host in
+ * order, and the modules whose appearance sends a shift to the registry's
+ * Python (a host not loaded yet, a nesting host).  NULL: always ask Python. */
+static PyObject *hosts_shift = NULL;
+static PyObject *hosts_watch = NULL;
 static PyObject *no_runner_message = NULL; /* what shift says when no host serves it */
 static PyObject *continuation_type = NULL; /* _driver_py.NativeContinuation */
 static PyObject *entry_hook = NULL;     /* _driver_py.entry_hook (None or an object) */
@@ -682,6 +688,41 @@ reused_error(void)
     return NULL;
 }
 
+/* _registry.shift_in_task(func, skip): its hot path, where nothing it
+ * watches for is loaded, here; else the registry's Python. */
+static PyObject *
+host_shift(PyObject *func)
+{
+    PyObject *shifts = hosts_shift;
+    if (shifts != NULL) {
+        /* The interpreter's own sys.modules (borrowed): what imports fill in. */
+        PyObject *modules = PyImport_GetModuleDict();
+        int python = modules == NULL || !PyDict_Check(modules);
+        for (Py_ssize_t i = 0; !python && i < PyTuple_GET_SIZE(hosts_watch); i++) {
+            int found = PyDict_Contains(modules, PyTuple_GET_ITEM(hosts_watch, i));
+            if (found < 0) {
+                return NULL;
+            }
+            python = found;
+        }
+        if (!python) {
+            Py_INCREF(shifts);  /* set_hosts may replace it meanwhile */
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shifts); i++) {
+                PyObject *body = PyObject_CallOneArg(PyTuple_GET_ITEM(shifts, i), func);
+                if (body != Py_None) {
+                    Py_DECREF(shifts);
+                    return body;
+                }
+                Py_DECREF(body);
+            }
+            Py_DECREF(shifts);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *call_args[2] = {func, host_shift_skip};
+    return PyObject_Vectorcall(py_host_shift, call_args, 2, NULL);
+}
+
 static PySendResult
 sh_am_send(Shift *self, PyObject *arg, PyObject **result)
 {
@@ -709,8 +750,7 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
                          "shift() takes a function that accepts a continuation, not %R", func);
         }
         else {
-            PyObject *call_args[2] = {func, host_shift_skip};
-            gen = PyObject_Vectorcall(py_host_shift, call_args, 2, NULL);
+            gen = host_shift(func);
             if (gen == Py_None) {
                 Py_CLEAR(gen);
                 PyErr_SetObject(PyExc_RuntimeError, no_runner_message);
@@ -1817,6 +1857,35 @@ set_host_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+set_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1 && args[0] == Py_None) {
+        Py_CLEAR(hosts_shift);
+        Py_CLEAR(hosts_watch);
+        Py_RETURN_NONE;
+    }
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_hosts(shifts: tuple, watch: tuple) or set_hosts(None)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[0]); i++) {
+        if (!PyCallable_Check(PyTuple_GET_ITEM(args[0], i))) {
+            PyErr_SetString(PyExc_TypeError, "set_hosts: every shift must be callable");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[1]); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(args[1], i))) {
+            PyErr_SetString(PyExc_TypeError, "set_hosts: every watched module must be a str");
+            return NULL;
+        }
+    }
+    Py_XSETREF(hosts_watch, Py_NewRef(args[1]));
+    Py_XSETREF(hosts_shift, Py_NewRef(args[0]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 set_entry_hook(PyObject *module, PyObject *value)
 {
     Py_XSETREF(entry_hook, Py_NewRef(value));
@@ -1854,6 +1923,8 @@ static PyMethodDef module_methods[] = {
      "Exceptions raised by the coroutine propagate out of reset.\n\n"
      "reset is a plain function and needs no event loop; it may be called from\n"
      "inside trio or asyncio tasks, where it starts an independent coroutine."},
+    {"set_hosts", (PyCFunction)(void (*)(void))set_hosts, METH_FASTCALL,
+     "set_hosts(shifts, watch): the registry's hot path (see host_shift), or None."},
     {"set_host_shift", (PyCFunction)(void (*)(void))set_host_shift, METH_FASTCALL,
      "set_host_shift(shift_in_task, skip, no_runner_message): how a host task's shift is served."},
     {"current_state", current_state_fn, METH_NOARGS,

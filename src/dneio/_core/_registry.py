@@ -211,6 +211,27 @@ def _refresh(load: bool = True) -> None:
     )
     _unloaded = tuple((m, n) for m, n in _probes if n not in _loaded)
     _active = active
+    if on_refresh is not None:
+        on_refresh()
+
+
+#: Called after every change of what shift_in_task asks (the driver hands
+#: the compiled core its hot path).
+on_refresh: Callable[[], object] | None = None
+
+
+def hot_path() -> tuple[tuple[Callable[[Any], Any], ...], tuple[str, ...]] | None:
+    """What shift_in_task asks while nothing it watches for is loaded.
+
+    The ``shift_if_in_task`` of each loaded host, in order; and the modules
+    whose appearance in ``sys.modules`` sends a shift to shift_in_task
+    (a host not loaded yet, a nesting host).  None while a nesting host is
+    loaded: then shift_in_task always decides.
+    """
+    if any(m in sys.modules for m, _ in _nesting_loaded):
+        return None
+    watch = tuple(m for m, _ in _unloaded) + tuple(m for m, _ in _nesting_loaded)
+    return tuple(runner.shift_if_in_task for runner in _active), watch
 
 
 def adopter(yielded: object) -> Host | None:
