@@ -315,3 +315,33 @@ print("released")
         )
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split() == ["released"]
+
+
+def test_a_value_a_coroutine_is_resumed_with_is_not_kept_alive() -> None:
+    """Once the coroutine has dropped it, nothing of dneio's holds the value."""
+    import weakref
+
+    from dneio import reset, shift
+
+    class Value:
+        pass
+
+    parked: list[Any] = []
+    seen: list[str] = []
+
+    async def taker() -> None:
+        while True:
+            value = await shift(parked.append)
+            seen.append(type(value).__name__)
+            del value
+
+    reset(taker())
+    for _ in range(3):
+        value = Value()
+        ref = weakref.ref(value)
+        parked.pop().send(value)
+        del value
+        assert ref() is None
+    # A plain value after an object, and the object still not kept.
+    parked.pop().send(5)
+    assert seen == ["Value", "Value", "Value", "int"]
