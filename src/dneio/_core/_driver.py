@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import _driver_py as _py
-from . import _impl
+from . import _impl, _registry
 from ._continuation import AnsweringContinuation
 from ._impl import compiled
 from ._queue import MAX_DEPTH, drain, resume
-from . import _registry
 from ._registry import shift_in_task
 
 SHIFT = _py.SHIFT
