@@ -746,6 +746,7 @@ static PyObject *str_ref = NULL;
 static PyObject *str_cr_frame = NULL;
 static PyObject *str_release = NULL;
 static PyObject *str_watch = NULL;
+static PyObject *str_host_for = NULL;
 static PyObject *str_enter = NULL;
 static PyObject *str_leave = NULL;
 
@@ -861,12 +862,25 @@ fast_enter(Hook *self, PyObject *coro)
         goto done;
     }
     PyObject *host = PyDict_GetItemWithError(records, key);  /* borrowed */
-    if (host == NULL) {
+    if (host == NULL && PyErr_Occurred()) {
         goto done;
     }
-    Py_INCREF(host);
-    if (attr_is(host, str_loop, loop) != 1 || attr_is(host, str_ended, Py_False) != 1
-        || (task = PyObject_GetAttr(host, str_task)) == NULL) {
+    Py_XINCREF(host);
+    if (host == NULL || attr_is(host, str_loop, loop) != 1
+        || attr_is(host, str_ended, Py_False) != 1) {
+        /* No live host of this loop yet: AsyncioHosting._host_for finds a
+         * free one or starts one, as the reference's enter does. */
+        Py_XDECREF(host);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        host = PyObject_CallMethodObjArgs(aio, str_host_for, coro, loop, NULL);
+        if (host == NULL || host == Py_None) {
+            Py_XDECREF(host);
+            goto done;  /* None: Python's enter goes on from here */
+        }
+    }
+    if ((task = PyObject_GetAttr(host, str_task)) == NULL) {
         Py_DECREF(host);
         goto done;
     }
@@ -1095,6 +1109,7 @@ PyInit__asyncio_c(void)
     str_cr_frame = PyUnicode_InternFromString("cr_frame");
     str_release = PyUnicode_InternFromString("_release");
     str_watch = PyUnicode_InternFromString("_watch");
+    str_host_for = PyUnicode_InternFromString("_host_for");
     str_enter = PyUnicode_InternFromString("enter");
     str_leave = PyUnicode_InternFromString("leave");
     PyObject *m = PyModule_Create(&asyncio_c_module);
