@@ -345,3 +345,36 @@ def test_a_value_a_coroutine_is_resumed_with_is_not_kept_alive() -> None:
     # A plain value after an object, and the object still not kept.
     parked.pop().send(5)
     assert seen == ["Value", "Value", "Value", "int"]
+
+
+def test_a_compiled_core_built_for_another_version_is_not_used() -> None:
+    """An in-place build left from another version: pure Python, and a warning that says so."""
+    code = """
+import sys, types, warnings
+stale = types.ModuleType("dneio._core._driver_c")
+stale.API = 0
+stale.__file__ = "/old/_driver_c.so"
+sys.modules["dneio._core._driver_c"] = stale
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import dneio, dneio.lowlevel
+print(dneio.lowlevel.CORE)
+print([str(w.message) for w in caught if "another version" in str(w.message)])
+async def f():
+    return await dneio.shift(lambda k: k.send(5))
+try:
+    dneio.reset(f())
+except StopIteration:
+    pass
+print("ok")
+"""
+    env = dict(os.environ)
+    env.pop("DNEIO_PURE_PYTHON", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "python"
+    assert "/old/_driver_c.so" in lines[1] and "rebuild" in lines[1]
+    assert lines[2] == "ok"

@@ -12,6 +12,7 @@ from dneio import (
     RequestCancelledError,
     RequestQueue,
     reset,
+    shift,
 )
 from dneio.testing import Harness
 
@@ -462,3 +463,65 @@ def test_many_requests_line_up_behind_a_busy_server_in_order() -> None:
     reset(requester(1000))
     assert got == list(range(50)) + list(range(1000, 1050))
     assert order == got
+
+
+def test_a_subclass_overriding_request_cb_is_asked_by_request() -> None:
+    seen: list[int] = []
+
+    class Logged(RequestQueue[int, int]):
+        def request_cb(self, val: int, k: Any) -> None:
+            seen.append(val)
+            super().request_cb(val, k)
+
+    q = Logged()
+    reset(serve(q, 1))
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await q.request(4))
+
+    reset(requester())
+    assert seen == [4] and got == [40]
+
+
+def test_queue_methods_take_keywords_and_show_their_signature() -> None:
+    import inspect
+
+    q: RequestQueue[int, int] = RequestQueue()
+    reset(serve(q, 2))
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await q.request(val=1))
+        got.append(await shift(lambda k: q.request_cb(val=2, k=k)))
+
+    reset(requester())
+    assert got == [10, 20]
+    assert list(inspect.signature(RequestQueue.request).parameters) == ["self", "val"]
+    assert list(inspect.signature(RequestQueue.request_cb).parameters) == ["self", "val", "k"]
+    assert list(inspect.signature(RequestQueue.get_one_cb).parameters) == ["self", "k"]
+    with pytest.raises(TypeError):
+        q.request(1, val=2)  # type: ignore[call-arg]
+
+
+def test_primitives_copy_and_pickle_as_plain_objects() -> None:
+    import copy
+    import pickle
+
+    from dneio import Event, Lock
+
+    q: RequestQueue[int, int] = RequestQueue()
+    for original in (q, Event(), Lock()):
+        pickled = pickle.loads(pickle.dumps(original))
+        for clone in (copy.copy(original), copy.deepcopy(original), pickled):
+            assert type(clone) is type(original)
+            assert repr(clone) == repr(original)
+    twin = copy.deepcopy(q)
+    reset(serve(twin, 1))
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await twin.request(3))
+
+    reset(requester())
+    assert got == [30] and not q._receivers

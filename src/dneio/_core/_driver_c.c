@@ -28,6 +28,10 @@
  * frequent objects; elsewhere they are freed and allocated as usual.  The
  * core relies on the GIL (single-phase init re-enables it on free-threaded
  * builds), which the free lists do too. */
+/* What the Python side of this version expects (_impl.CORE_API): a build
+ * left from another version is not used. */
+#define DNEIO_CORE_API 3
+
 #if PY_VERSION_HEX < 0x030E0000
 #define DNEIO_FREE_LISTS 1
 #define FREE_MAX 64
@@ -748,18 +752,26 @@ host_shift(PyObject *func)
 {
     PyObject *shifts = hosts_shift;
     if (shifts != NULL) {
+        /* Both held: set_hosts may replace them meanwhile. */
+        PyObject *watch = Py_NewRef(hosts_watch);
+        Py_INCREF(shifts);
         /* The interpreter's own sys.modules (borrowed): what imports fill in. */
         PyObject *modules = PyImport_GetModuleDict();
         int python = modules == NULL || !PyDict_Check(modules);
-        for (Py_ssize_t i = 0; !python && i < PyTuple_GET_SIZE(hosts_watch); i++) {
-            int found = PyDict_Contains(modules, PyTuple_GET_ITEM(hosts_watch, i));
+        for (Py_ssize_t i = 0; !python && i < PyTuple_GET_SIZE(watch); i++) {
+            int found = PyDict_Contains(modules, PyTuple_GET_ITEM(watch, i));
             if (found < 0) {
+                Py_DECREF(watch);
+                Py_DECREF(shifts);
                 return NULL;
             }
             python = found;
         }
-        if (!python) {
-            Py_INCREF(shifts);  /* set_hosts may replace it meanwhile */
+        Py_DECREF(watch);
+        if (python) {
+            Py_DECREF(shifts);
+        }
+        else {
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shifts); i++) {
                 PyObject *body = PyObject_CallOneArg(PyTuple_GET_ITEM(shifts, i), func);
                 if (body != Py_None) {
@@ -2036,7 +2048,8 @@ PyInit__driver_c(void)
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "ThreadState", (PyObject *)&ThreadState_Type) < 0
+    if (PyModule_AddIntConstant(m, "API", DNEIO_CORE_API) < 0
+        || PyModule_AddObjectRef(m, "ThreadState", (PyObject *)&ThreadState_Type) < 0
         || PyModule_AddObjectRef(m, "NativeCore", (PyObject *)&NativeCore_Type) < 0
         || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0
         || PyModule_AddObjectRef(m, "SlotCore", (PyObject *)&SlotCore_Type) < 0

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from ._run_context import ThreadState as PyThreadState
+
+#: The version of the compiled core's interface this Python code expects.
+CORE_API = 3
 
 compiled: Any
 try:
@@ -24,6 +28,17 @@ try:
         raise ImportError("DNEIO_PURE_PYTHON is set")
     from . import _driver_c as compiled
 except ImportError:
+    compiled = None
+if compiled is not None and getattr(compiled, "API", None) != CORE_API:
+    # A build left from another version of dneio (an in-place build not
+    # redone): its functions may not match these, so it is not used.
+    warnings.warn(
+        f"dneio: the compiled core at {compiled.__file__} was built for another version "
+        "of dneio and is not used; rebuild it (pip install -e . or python setup.py "
+        "build_ext --inplace) to use it",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     compiled = None
 
 #: ``"compiled"`` or ``"python"``: which driver is in use.

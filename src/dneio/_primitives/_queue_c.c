@@ -24,6 +24,10 @@ static PyObject *py_request_cb = NULL;  /* RequestQueue.request_cb of the refere
 static PyObject *py_get_one_cb = NULL;  /* RequestQueue.get_one_cb of the reference */
 static PyObject *py_reply_to = NULL;    /* _reply_to(k) */
 static PyObject *shift = NULL;          /* dneio.shift */
+static PyObject *partial = NULL;        /* functools.partial */
+static PyObject *queue_type = NULL;     /* RequestQueue itself */
+static PyObject *compiled_request_cb = NULL; /* RequestQueueCore.request_cb */
+static PyObject *str_request_cb = NULL;
 
 static PyObject *str_sweep = NULL;
 static PyObject *str_appendleft = NULL;
@@ -205,6 +209,46 @@ take_native(PyObject *waiters, PyObject **k, PyObject **payload)
     return 1;
 }
 
+/* Bind positional and keyword arguments to the n parameters named in names
+ * (all required), as a Python def would: 0, or -1 with TypeError. */
+static int
+bind(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+     const char *const *names, Py_ssize_t n, PyObject **out)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, n, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+        Py_ssize_t i = 0;
+        while (i < n && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) {
+            i++;
+        }
+        if (i == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fn, key);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + j];
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fn, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 ready(QueueCore *self)
 {
@@ -292,18 +336,38 @@ request_cb_impl(QueueCore *self, PyObject *val, PyObject *k)
 }
 
 static PyObject *
-qc_request_cb(QueueCore *self, PyObject *const *args, Py_ssize_t nargs)
+qc_request_cb(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "request_cb(val, k) takes 2 arguments (%zd given)", nargs);
-        return NULL;
+    static const char *const names[] = {"val", "k"};
+    PyObject *a[2];
+    if (kwnames != NULL || nargs != 2) {
+        if (bind("request_cb", args, nargs, kwnames, names, 2, a) < 0) {
+            return NULL;
+        }
+        return request_cb_impl(self, a[0], a[1]);
     }
     return request_cb_impl(self, args[0], args[1]);
 }
 
 /* get_one_cb(k): the reference's, with a native server lining up compiled. */
+static PyObject *get_one_cb_impl(QueueCore *self, PyObject *k);
+
 static PyObject *
-qc_get_one_cb(QueueCore *self, PyObject *k)
+qc_get_one_cb(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"k"};
+    PyObject *a[1];
+    if (kwnames != NULL || nargs != 1) {
+        if (bind("get_one_cb", args, nargs, kwnames, names, 1, a) < 0) {
+            return NULL;
+        }
+        return get_one_cb_impl(self, a[0]);
+    }
+    return get_one_cb_impl(self, args[0]);
+}
+
+static PyObject *
+get_one_cb_impl(QueueCore *self, PyObject *k)
 {
     int ok = ready(self);
     if (ok < 0) {
@@ -399,11 +463,43 @@ static PyTypeObject Request_Type = {
 };
 
 static PyObject *
-qc_request(QueueCore *self, PyObject *val)
+qc_request(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (shift == NULL) {
+    static const char *const names[] = {"val"};
+    PyObject *val;
+    if (kwnames != NULL || nargs != 1) {
+        if (bind("request", args, nargs, kwnames, names, 1, &val) < 0) {
+            return NULL;
+        }
+    }
+    else {
+        val = args[0];
+    }
+    if (shift == NULL || partial == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
         return NULL;
+    }
+    if ((PyObject *)Py_TYPE(self) != queue_type) {
+        /* A subclass: the compiled request_cb only if it did not override it. */
+        PyObject *own = PyObject_GetAttr((PyObject *)Py_TYPE(self), str_request_cb);
+        if (own == NULL) {
+            return NULL;
+        }
+        int overridden = own != compiled_request_cb;
+        Py_DECREF(own);
+        if (overridden) {
+            /* As the reference does: shift(partial(self.request_cb, val)). */
+            PyObject *bound = PyObject_GetAttr((PyObject *)self, str_request_cb);
+            PyObject *func = bound == NULL ? NULL
+                                           : PyObject_CallFunctionObjArgs(partial, bound, val, NULL);
+            Py_XDECREF(bound);
+            if (func == NULL) {
+                return NULL;
+            }
+            PyObject *awaitable = PyObject_CallOneArg(shift, func);
+            Py_DECREF(func);
+            return awaitable;
+        }
     }
     Request *rq = PyObject_GC_New(Request, &Request_Type);
     if (rq == NULL) {
@@ -426,12 +522,14 @@ static PyMemberDef qc_members[] = {
 };
 
 static PyMethodDef qc_methods[] = {
-    {"request", (PyCFunction)qc_request, METH_O,
+    {"request", (PyCFunction)(void (*)(void))qc_request, METH_FASTCALL | METH_KEYWORDS,
+     "request($self, val)\n--\n\n"
      "Send val and wait for the server's reply (or the error it throws).\n\n"
      "Use as ``reply = await queue.request(val)``."},
-    {"request_cb", (PyCFunction)(void (*)(void))qc_request_cb, METH_FASTCALL,
-     "Make request val; the reply resumes k."},
-    {"get_one_cb", (PyCFunction)qc_get_one_cb, METH_O,
+    {"request_cb", (PyCFunction)(void (*)(void))qc_request_cb, METH_FASTCALL | METH_KEYWORDS,
+     "request_cb($self, val, k)\n--\n\nMake request val; the reply resumes k."},
+    {"get_one_cb", (PyCFunction)(void (*)(void))qc_get_one_cb, METH_FASTCALL | METH_KEYWORDS,
+     "get_one_cb($self, k)\n--\n\n"
      "Resume k with the next request and its reply continuation."},
     {NULL}
 };
@@ -455,12 +553,18 @@ static PyTypeObject QueueCore_Type = {
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"request_cb", "get_one_cb", "reply_to", "shift", NULL};
-    PyObject *a[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO:setup", kwlist, &a[0], &a[1], &a[2],
-                                     &a[3])) {
+    static char *kwlist[] = {"request_cb", "get_one_cb", "reply_to", "shift", "queue_type",
+                             NULL};
+    PyObject *a[5];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:setup", kwlist, &a[0], &a[1], &a[2],
+                                     &a[3], &a[4])) {
         return NULL;
     }
+    if (!PyType_Check(a[4]) || !PyType_IsSubtype((PyTypeObject *)a[4], &QueueCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "setup: queue_type must be a subclass of RequestQueueCore");
+        return NULL;
+    }
+    Py_XSETREF(queue_type, Py_NewRef(a[4]));
     for (int i = 0; i < 4; i++) {
         if (!PyCallable_Check(a[i])) {
             PyErr_Format(PyExc_TypeError, "setup: %s must be callable", kwlist[i]);
@@ -520,7 +624,19 @@ PyInit__queue_c(void)
     }
     str_sweep = PyUnicode_InternFromString("_sweep");
     str_appendleft = PyUnicode_InternFromString("appendleft");
-    if (str_sweep == NULL || str_appendleft == NULL) {
+    str_request_cb = PyUnicode_InternFromString("request_cb");
+    if (str_sweep == NULL || str_appendleft == NULL || str_request_cb == NULL) {
+        return NULL;
+    }
+    compiled_request_cb = PyObject_GetAttr((PyObject *)&QueueCore_Type, str_request_cb);
+    PyObject *functools = PyImport_ImportModule("functools");
+    if (functools == NULL || compiled_request_cb == NULL) {
+        Py_XDECREF(functools);
+        return NULL;
+    }
+    partial = PyObject_GetAttrString(functools, "partial");
+    Py_DECREF(functools);
+    if (partial == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&queue_c_module);

@@ -21,4 +21,5 @@ def setup(
     get_one_cb: Callable[..., None],
     reply_to: Callable[[Any], Any],
     shift: Callable[[Any], Any],
+    queue_type: type,
 ) -> None: ...

@@ -97,6 +97,9 @@ def _reply_to(k: AnsweringContinuation[Any, Out, Any]) -> AnsweringContinuation[
     return Reply(k)
 
 
+_QUEUE_FIELDS = ("_closed", "_closed_tb", "_receivers", "_requests")
+
+
 class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
     """A line of requests, each waiting for its own reply.
 
@@ -114,7 +117,7 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
     """
 
     # The compiled base holds these four fields itself.
-    __slots__ = ("_closed", "_closed_tb", "_receivers", "_requests") if _queue_c is None else ()
+    __slots__ = _QUEUE_FIELDS if _queue_c is None else ()
 
     def __init__(self) -> None:
         self._requests: Waiters[In] = Waiters()
@@ -125,6 +128,11 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
         # operation raises it afresh from there, so that tracebacks do not
         # pile up on it (as asyncio.Future does with its exception).
         self._closed_tb: TracebackType | None = None
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # The default for slots, written out: the compiled base holds the
+        # fields where the default does not look (copy, deepcopy, pickle).
+        return None, {name: getattr(self, name) for name in _QUEUE_FIELDS}
 
     def _closing(self) -> BaseException:
         assert self._closed is not None
@@ -262,6 +270,7 @@ if _queue_c is not None:
         get_one_cb=RequestQueue.get_one_cb,
         reply_to=_reply_to,
         shift=shift,
+        queue_type=RequestQueue,
     )
     RequestQueue.request = _queue_c.RequestQueueCore.request  # type: ignore[method-assign]
     RequestQueue.request_cb = _queue_c.RequestQueueCore.request_cb  # type: ignore[method-assign]

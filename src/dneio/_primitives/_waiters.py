@@ -51,6 +51,11 @@ class Waiters(_WaitersBase, Generic[_P]):  # type: ignore[misc]
         self._dead = 0
         self._sweep_at = _COMPACT_AFTER
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # The default for slots, written out: the compiled base holds the
+        # fields where the default does not look (copy, deepcopy, pickle).
+        return None, {"_dead": self._dead, "_line": self._line, "_sweep_at": self._sweep_at}
+
     def __bool__(self) -> bool:
         """True if some entry may be waiting (cancelled ones may still be counted)."""
         return bool(self._line)

@@ -886,6 +886,15 @@ fast_enter(Hook *self, PyObject *coro)
     }
     if (swap_tasks(loop, prev, task) == 0) {
         token = PyTuple_Pack(7, (PyObject *)self, loop, prev, task, coro, host, aio);
+        if (token == NULL) {
+            /* Out of memory: put the resumer's task back before failing. */
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            if (swap_tasks(loop, task, prev) < 0) {
+                PyErr_Clear();
+            }
+            PyErr_Restore(type, exc, tb);
+        }
     }
     /* A failed swap is an error, as the reference's would be; after the swap,
      * Python must not try again. */
