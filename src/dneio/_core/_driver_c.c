@@ -367,20 +367,19 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
     NativeCore *k;
 #ifdef DNEIO_FREE_LISTS
     if (n_free_continuations > 0) {
-        /* It still holds its reference to the type: the new object has it. */
+        /* It still holds its reference to the type: the new object has it.
+         * Its fields were cleared when it was released. */
         k = free_continuations[--n_free_continuations];
         _Py_NewReference((PyObject *)k);
-        k->coro = Py_NewRef(coro);
-        k->claimed = Py_NewRef(Py_None);
-        k->ctx = Py_NewRef(ctx);
-        k->park = Py_NewRef(park);
         PyObject_GC_Track(k);
-        return (PyObject *)k;
     }
+    else
 #endif
-    k = (NativeCore *)tp->tp_alloc(tp, 0);
-    if (k == NULL) {
-        return NULL;
+    {
+        k = (NativeCore *)tp->tp_alloc(tp, 0);
+        if (k == NULL) {
+            return NULL;
+        }
     }
     k->coro = Py_NewRef(coro);
     k->claimed = Py_NewRef(Py_None);

@@ -261,6 +261,30 @@ ready(QueueCore *self)
            && line_of(self->receivers) != NULL && line_of(self->requests) != NULL;
 }
 
+/* What a server taken off the line receives for request val of k: (val,
+ * reply), in a list for get_many; the reply is k itself for a native
+ * requester, else the guard the reference wraps it in.  NULL on error. */
+static PyObject *
+server_item(PyObject *val, PyObject *k, int native, PyObject *many)
+{
+    PyObject *reply = native ? Py_NewRef(k) : PyObject_CallOneArg(py_reply_to, k);
+    if (reply == NULL) {
+        return NULL;
+    }
+    PyObject *item = PyTuple_Pack(2, val, reply);
+    Py_DECREF(reply);
+    if (item == NULL || many != Py_True) {
+        return item;
+    }
+    PyObject *list = PyList_New(1);
+    if (list == NULL) {
+        Py_DECREF(item);
+        return NULL;
+    }
+    PyList_SET_ITEM(list, 0, item);
+    return list;
+}
+
 /* request_cb(val, k): the reference's, with its common cases compiled. */
 static PyObject *
 request_cb_impl(QueueCore *self, PyObject *val, PyObject *k)
@@ -273,56 +297,37 @@ request_cb_impl(QueueCore *self, PyObject *val, PyObject *k)
         return PyObject_CallFunctionObjArgs(py_request_cb, (PyObject *)self, val, k, NULL);
     }
     int native = capi->is_live_native(k);
-    /* What the server receives: the request and the continuation to reply
-     * on (a host requester's behind its guard, as the reference makes it). */
-    PyObject *reply = native ? Py_NewRef(k) : PyObject_CallOneArg(py_reply_to, k);
-    if (reply == NULL) {
-        return NULL;
-    }
-    PyObject *item = PyTuple_Pack(2, val, reply);
-    Py_DECREF(reply);
-    if (item == NULL) {
-        return NULL;
-    }
     PyObject *rk, *many;
     int took = take_native(self->receivers, &rk, &many);
-    if (took != 1) {
-        Py_DECREF(item);
-        if (took < 0) {
-            return NULL;
-        }
-        if (took == 2 || !native) {
-            /* A host server (or a closed one) is first in line, or the
-             * request itself is a host task's: the reference decides. */
-            return PyObject_CallFunctionObjArgs(py_request_cb, (PyObject *)self, val, k, NULL);
-        }
+    if (took < 0) {
+        return NULL;
+    }
+    if (took == 2 || (took == 0 && !native)) {
+        /* A host server (or a closed one) is first in line, or a host
+         * task's request has to wait: the reference decides. */
+        return PyObject_CallFunctionObjArgs(py_request_cb, (PyObject *)self, val, k, NULL);
+    }
+    if (took == 0) {
         if (push_native(self->requests, k, val) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    if (many == Py_True) {
-        /* A server in get_many receives a list. */
-        PyObject *list = PyList_New(1);
-        if (list == NULL) {
-            /* Put the server back at the front of the line. */
-            PyObject *type, *exc, *tb;
-            PyErr_Fetch(&type, &exc, &tb);
-            PyObject *line = ((WaitersCore *)self->receivers)->line;
-            PyObject *entry = PyTuple_Pack(2, rk, many);
-            PyObject *r = entry == NULL ? NULL
-                                        : PyObject_CallMethodOneArg(line, str_appendleft, entry);
-            Py_XDECREF(r);
-            Py_XDECREF(entry);
-            PyErr_Clear();
-            PyErr_Restore(type, exc, tb);
-            Py_DECREF(item);
-            Py_DECREF(rk);
-            Py_DECREF(many);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, 0, item);
-        item = list;
+    PyObject *item = server_item(val, k, native, many);
+    if (item == NULL) {
+        /* The server stays first in line, as if it had not been taken. */
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyObject *entry = PyTuple_Pack(2, rk, many);
+        PyObject *line = ((WaitersCore *)self->receivers)->line;
+        PyObject *r = entry == NULL ? NULL
+                                    : PyObject_CallMethodOneArg(line, str_appendleft, entry);
+        Py_XDECREF(r);
+        Py_XDECREF(entry);
+        PyErr_Restore(type, exc, tb);
+        Py_DECREF(rk);
+        Py_DECREF(many);
+        return NULL;
     }
     Py_DECREF(many);
     PyObject *answer = capi->native_send(rk, item);
