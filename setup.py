@@ -22,6 +22,14 @@ setup(
             depends=["src/dneio/_core/_driver_c_api.h"],
             optional=True,
         ),
+        # The trio runner's compiled part: it needs the core above.
+        Extension(
+            "dneio._hosts._trio._trio_c",
+            ["src/dneio/_hosts/_trio/_trio_c.c"],
+            include_dirs=["src/dneio/_core"],
+            depends=["src/dneio/_core/_driver_c_api.h"],
+            optional=True,
+        ),
         # RequestQueue's fast path: it needs the core above.
         Extension(
             "dneio._primitives._queue_c",

@@ -298,6 +298,101 @@ def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
         assert out.split()[:2] == ["missing", "0"], out + err
 
 
+_KI_REQUESTS_PROGRAM = """
+import trio
+from dneio import RequestCancelledError, RequestQueue, reset
+
+q = RequestQueue()
+held = []
+replied = []
+got = []
+
+async def server():
+    # A native server hosted in the trio run: it answers odd requests at
+    # once (the requester has not parked yet) and holds the even ones.
+    while True:
+        v, k = await q.get_one()
+        if v % 2:
+            try:
+                k.send(v)
+            except RequestCancelledError:
+                continue
+            replied.append(v)
+        else:
+            held.append((v, k))
+
+async def client(i):
+    j = 0
+    while True:
+        v = i * 10**9 + j
+        j += 1
+        got.append(await q.request(v))
+
+async def pumper():
+    # A trio task answering the held requests: each reply wakes a parked task.
+    while True:
+        batch = held[:]
+        del held[:]
+        for v, k in batch:
+            try:
+                k.send(v)
+            except RequestCancelledError:
+                continue
+            replied.append(v)
+        await trio.sleep(0)
+
+async def main():
+    reset(server())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pumper)
+        for i in range(50):
+            nursery.start_soon(client, i)
+        await trio.sleep(0.02)
+        print("ready", flush=True)
+        await trio.sleep(30)
+
+try:
+    trio.run(main)
+except BaseException as exc:
+    group = exc if isinstance(exc, BaseExceptionGroup) else BaseExceptionGroup("", [exc])
+    rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
+    if rest is not None:
+        raise
+missing = sorted(set(replied) - set(got))
+print("missing", len(missing), "replied", len(replied), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_while_trio_tasks_request_from_a_native_server_always_ends_the_run() -> None:
+    """Ctrl-C at random moments while trio tasks shift, park, are woken and
+    enter a native server's host (all compiled where the core is): the run
+    ends, and every reply whose send returned was delivered."""
+    pytest.importorskip("trio")
+    rng = random.Random(2)
+    for _ in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KI_REQUESTS_PROGRAM],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.random() * 0.05)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("trio.run did not end after Ctrl-C") from None
+        assert proc.returncode == 0, err
+        words = out.split()
+        assert words[:2] == ["missing", "0"], out + err
+        assert int(words[3]) > 0  # replies were flowing when Ctrl-C came
+
+
 # -- a trio guest run inside asyncio ---------------------------------------------------------
 
 

@@ -361,6 +361,9 @@ def test_the_compiled_fast_path_serves_wherever_the_core_is_compiled() -> None:
         core = _request_queue._queue_c.RequestQueueCore
         assert RequestQueue.request_cb is core.request_cb
         assert RequestQueue.get_one_cb is core.get_one_cb
+        assert RequestQueue.get_one is core.get_one
+        assert _request_queue._reply_to is _request_queue._queue_c.reply_to
+        assert issubclass(_request_queue.Reply, _request_queue._queue_c.ReplyCore)
 
 
 def test_a_request_is_a_coroutine_to_task_spawners() -> None:
@@ -371,6 +374,119 @@ def test_a_request_is_a_coroutine_to_task_spawners() -> None:
     assert isinstance(awaitable, collections.abc.Coroutine)
     awaitable.close()
     assert q.fetch_any() == []
+
+
+def test_get_one_takes_nothing_before_it_is_awaited() -> None:
+    import collections.abc
+
+    q: RequestQueue[int, int] = RequestQueue()
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await q.request(3))
+
+    reset(requester())
+    dropped = q.get_one()
+    assert isinstance(dropped, collections.abc.Coroutine)
+    dropped.close()  # never awaited: the request is still there
+    reset(serve(q, 1))
+    assert got == [30]
+    # Thrown into before its first step: raised there, and nothing taken.
+    reset(requester())
+    thrown = q.get_one()
+    with pytest.raises(KeyError):
+        thrown.throw(KeyError("x"))
+    reset(serve(q, 1))
+    assert got == [30, 30]
+
+
+def test_get_one_is_a_coroutine_to_task_spawners(dneio_runner: Harness) -> None:
+    if dneio_runner.name == "native":
+        pytest.skip("native code has no task spawner")
+
+    async def main(h: Harness) -> Any:
+        q: RequestQueue[int, int] = RequestQueue()
+        h.spawn(q.get_one)  # the task runs get_one() itself, with no coroutine around it
+        await h.settle()
+        got: list[Any] = []
+
+        async def requester() -> None:
+            got.append(await q.request(7))
+
+        reset(requester())
+        await h.settle()
+        return got, q
+
+    got, q = dneio_runner.run(main)
+    # The server task took the request and ended without replying; the
+    # requester still waits.
+    assert got == [] and q.fetch_any() == []
+
+
+def test_a_server_whose_get_one_is_closed_while_waiting_takes_nothing() -> None:
+    q: RequestQueue[int, int] = RequestQueue()
+    waiting = q.get_one()
+
+    async def server() -> Any:
+        return await waiting
+
+    coro = server()
+    reset(coro)  # parked inside get_one's shift
+    coro.close()
+    got: list[int] = []
+
+    async def requester() -> None:
+        got.append(await q.request(5))
+
+    reset(requester())
+    reset(serve(q, 1))
+    assert got == [50]
+    with pytest.raises(RuntimeError):
+        waiting.send(None)  # spent
+
+
+def test_replies_to_host_requesters_are_guarded_and_native_ones_are_not() -> None:
+    import asyncio
+
+    from dneio._primitives._request_queue import Reply, _reply_to
+
+    async def main() -> Any:
+        q: RequestQueue[int, int] = RequestQueue()
+        task = asyncio.get_running_loop().create_task(q.request(1))
+        await asyncio.sleep(0)
+        [(val, reply)] = q.fetch_any()
+        assert type(reply) is Reply and _reply_to(reply._k) is not reply._k
+        assert repr(reply).startswith("<reply to ")
+        with pytest.raises(TypeError, match="exception instance"):
+            reply.throw("not an exception")  # type: ignore[arg-type]
+        assert reply._resume_unless_cancelled(False, val + 1) == (True, None)
+        assert await task == 2
+        # A second reply is refused by the continuation itself.
+        with pytest.raises(RuntimeError):
+            reply(3)
+
+        task = asyncio.get_running_loop().create_task(q.request(4))
+        await asyncio.sleep(0)
+        [(_, reply)] = q.fetch_any()
+        task.cancel()
+        await asyncio.sleep(0)
+        assert reply.is_cancelled()
+        with pytest.raises(RequestCancelledError) as info:
+            reply.send(40)
+        assert info.value.value == 40
+        assert reply._resume_unless_cancelled(True, ValueError()) == (False, None)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return True
+
+    assert asyncio.run(main())
+
+    async def native() -> int:
+        return await shift(lambda k: got.append(k))
+
+    got: list[Any] = []
+    reset(native())
+    assert _reply_to(got[0]) is got[0]
 
 
 def test_a_closed_native_server_at_the_front_is_skipped_for_the_next() -> None:

@@ -215,6 +215,12 @@ def _refresh(load: bool = True) -> None:
         on_refresh()
 
 
+def refresh_hot_path() -> None:
+    """A loaded host changed its ``shift_if_in_task``: hand the hot path over again."""
+    if on_refresh is not None:
+        on_refresh()
+
+
 #: Called after every change of what shift_in_task asks (the driver hands
 #: the compiled core its hot path).
 on_refresh: Callable[[], object] | None = None

@@ -22,7 +22,6 @@ static DneioCAPI *capi = NULL;
 /* Registered by setup(). */
 static PyObject *py_request_cb = NULL;  /* RequestQueue.request_cb of the reference */
 static PyObject *py_get_one_cb = NULL;  /* RequestQueue.get_one_cb of the reference */
-static PyObject *py_reply_to = NULL;    /* _reply_to(k) */
 static PyObject *shift = NULL;          /* dneio.shift */
 static PyObject *partial = NULL;        /* functools.partial */
 static PyObject *queue_type = NULL;     /* RequestQueue itself */
@@ -261,13 +260,15 @@ ready(QueueCore *self)
            && line_of(self->receivers) != NULL && line_of(self->requests) != NULL;
 }
 
+static PyObject *reply_to_impl(PyObject *k);
+
 /* What a server taken off the line receives for request val of k: (val,
  * reply), in a list for get_many; the reply is k itself for a native
  * requester, else the guard the reference wraps it in.  NULL on error. */
 static PyObject *
 server_item(PyObject *val, PyObject *k, int native, PyObject *many)
 {
-    PyObject *reply = native ? Py_NewRef(k) : PyObject_CallOneArg(py_reply_to, k);
+    PyObject *reply = native ? Py_NewRef(k) : reply_to_impl(k);
     if (reply == NULL) {
         return NULL;
     }
@@ -518,6 +519,238 @@ qc_request(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return awaitable;
 }
 
+/* ------------------------------------------- get_one(), as an awaitable */
+
+/* What get_one() returns: on its first step it takes a request whose
+ * requester is a live native continuation straight off the line, as the
+ * reference's fast path does; otherwise it awaits shift(queue.get_one_cb)
+ * and hands every step on to it.  Nothing is taken before the first step,
+ * so an awaitable that is never awaited loses no request. */
+
+static PyObject *str_get_one_cb = NULL;
+
+enum { GO_FRESH, GO_SHIFT, GO_DONE };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue; /* until the first step */
+    PyObject *inner; /* the shift awaited, while GO_SHIFT */
+    int state;
+} GetOne;
+
+static PyTypeObject GetOne_Type;
+
+static int
+go_traverse(GetOne *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->queue);
+    Py_VISIT(self->inner);
+    return 0;
+}
+
+static int
+go_clear(GetOne *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->inner);
+    return 0;
+}
+
+static void
+go_dealloc(GetOne *self)
+{
+    PyObject_GC_UnTrack(self);
+    go_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PySendResult
+go_am_send(GetOne *self, PyObject *arg, PyObject **result)
+{
+    if (self->state == GO_FRESH) {
+        PyObject *queue = self->queue;
+        self->queue = NULL;
+        self->state = GO_DONE;
+        if (arg != Py_None) {
+            Py_DECREF(queue);
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started get_one()");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        int ok = ready((QueueCore *)queue);
+        PyObject *k, *val;
+        int took = ok == 1 ? take_native(((QueueCore *)queue)->requests, &k, &val) : ok;
+        if (took < 0) {
+            Py_DECREF(queue);
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        if (took == 1) {
+            /* A native requester needs no Reply guard. */
+            Py_DECREF(queue);
+            *result = PyTuple_Pack(2, val, k);
+            Py_DECREF(val);
+            Py_DECREF(k);
+            return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+        }
+        PyObject *func = PyObject_GetAttr(queue, str_get_one_cb);
+        Py_DECREF(queue);
+        self->inner = func == NULL ? NULL : PyObject_CallOneArg(shift, func);
+        Py_XDECREF(func);
+        if (self->inner == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        self->state = GO_SHIFT;
+    }
+    if (self->state == GO_SHIFT) {
+        PySendResult r = PyIter_Send(self->inner, arg, result);
+        if (r != PYGEN_NEXT) {
+            self->state = GO_DONE;
+            Py_CLEAR(self->inner);
+        }
+        return r;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited get_one()");
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
+static PyObject *
+go_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* Finish with return value result (stolen) the iterator way. */
+static PyObject *
+go_stop(PyObject *result)
+{
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, result);
+    Py_DECREF(result);
+    if (e != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, e);
+        Py_DECREF(e);
+    }
+    return NULL;
+}
+
+static PyObject *
+go_send(GetOne *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult r = go_am_send(self, arg, &result);
+    if (r == PYGEN_NEXT) {
+        return result;
+    }
+    return r == PYGEN_RETURN ? go_stop(result) : NULL;
+}
+
+static PyObject *
+go_iternext(GetOne *self)
+{
+    return go_send(self, Py_None);
+}
+
+static PyObject *
+go_throw(GetOne *self, PyObject *args)
+{
+    if (self->state == GO_SHIFT) {
+        PyObject *meth = PyObject_GetAttrString(self->inner, "throw");
+        PyObject *r = meth == NULL ? NULL : PyObject_Call(meth, args, NULL);
+        Py_XDECREF(meth);
+        if (r == NULL) {
+            self->state = GO_DONE;
+            Py_CLEAR(self->inner);
+        }
+        return r;
+    }
+    /* Not started (nothing taken), or over: raised here. */
+    self->state = GO_DONE;
+    go_clear(self);
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) {
+        return NULL;
+    }
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "throw() takes an exception");
+    }
+    return NULL;
+}
+
+static PyObject *
+go_close(GetOne *self, PyObject *unused)
+{
+    PyObject *inner = self->state == GO_SHIFT ? Py_NewRef(self->inner) : NULL;
+    self->state = GO_DONE;
+    go_clear(self);
+    if (inner == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyObject_CallMethod(inner, "close", NULL);
+    Py_DECREF(inner);
+    return r;
+}
+
+static PyObject *
+go_repr(GetOne *self)
+{
+    return PyUnicode_FromString("<RequestQueue.get_one() awaitable>");
+}
+
+static PyMethodDef go_methods[] = {
+    {"send", (PyCFunction)go_send, METH_O, NULL},
+    {"throw", (PyCFunction)go_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)go_close, METH_NOARGS, NULL},
+    {NULL}
+};
+
+static PyAsyncMethods go_as_async = {
+    .am_await = go_await,
+    .am_send = (sendfunc)go_am_send,
+};
+
+static PyTypeObject GetOne_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio.RequestQueue.get_one",
+    .tp_doc = "What RequestQueue.get_one() returns: await it for (request, reply continuation).",
+    .tp_basicsize = sizeof(GetOne),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_repr = (reprfunc)go_repr,
+    .tp_traverse = (traverseproc)go_traverse,
+    .tp_clear = (inquiry)go_clear,
+    .tp_dealloc = (destructor)go_dealloc,
+    .tp_as_async = &go_as_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)go_iternext,
+    .tp_methods = go_methods,
+};
+
+static PyObject *
+qc_get_one(QueueCore *self, PyObject *unused)
+{
+    if (shift == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
+        return NULL;
+    }
+    GetOne *go = PyObject_GC_New(GetOne, &GetOne_Type);
+    if (go == NULL) {
+        return NULL;
+    }
+    go->queue = Py_NewRef((PyObject *)self);
+    go->inner = NULL;
+    go->state = GO_FRESH;
+    PyObject_GC_Track(go);
+    return (PyObject *)go;
+}
+
 static PyMemberDef qc_members[] = {
     {"_closed", T_OBJECT_EX, offsetof(QueueCore, closed), 0, NULL},
     {"_closed_tb", T_OBJECT_EX, offsetof(QueueCore, closed_tb), 0, NULL},
@@ -533,6 +766,9 @@ static PyMethodDef qc_methods[] = {
      "Use as ``reply = await queue.request(val)``."},
     {"request_cb", (PyCFunction)(void (*)(void))qc_request_cb, METH_FASTCALL | METH_KEYWORDS,
      "request_cb($self, val, k)\n--\n\nMake request val; the reply resumes k."},
+    {"get_one", (PyCFunction)qc_get_one, METH_NOARGS,
+     "get_one($self)\n--\n\n"
+     "Wait for the next request; returns it with the continuation to reply on."},
     {"get_one_cb", (PyCFunction)(void (*)(void))qc_get_one_cb, METH_FASTCALL | METH_KEYWORDS,
      "get_one_cb($self, k)\n--\n\n"
      "Resume k with the next request and its reply continuation."},
@@ -553,18 +789,271 @@ static PyTypeObject QueueCore_Type = {
     .tp_methods = qc_methods,
 };
 
+/* ---------------------------------------------------------- the reply guard */
+
+/* Registered by setup(). */
+static PyObject *native_type = NULL;      /* NativeContinuation */
+static PyObject *never_cancelled = NULL;  /* AnsweringContinuation.is_cancelled */
+static PyObject *reply_type = NULL;       /* Reply */
+static PyObject *py_resume_unless_cancelled = NULL; /* _waiters.resume_unless_cancelled */
+static PyObject *str_is_cancelled, *str_resume_unless_cancelled, *str_refused, *str_throw;
+
+/* The fields of Reply (whose methods not here are Python's). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *k; /* the requester's continuation */
+} ReplyCore;
+
+static PyTypeObject ReplyCore_Type;
+
+static int
+rc_traverse(ReplyCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->k);
+    return 0;
+}
+
+static int
+rc_clear(ReplyCore *self)
+{
+    Py_CLEAR(self->k);
+    return 0;
+}
+
+static void
+rc_dealloc(ReplyCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    rc_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+rc_init(ReplyCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"k", NULL};
+    PyObject *k;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Reply", kwlist, &k)) {
+        return -1;
+    }
+    Py_XSETREF(self->k, Py_NewRef(k));
+    return 0;
+}
+
+/* _waiters.resume_unless_cancelled(k, is_exc, value), without its tuple:
+ * 1 delivered (*answer set), 0 refused, -1 error. */
+static int
+resume_unless_cancelled(PyObject *k, int is_exc, PyObject *value, PyObject **answer)
+{
+    *answer = NULL;
+    if (capi->is_live_native(k)) {
+        /* A native one is cancelled only by closing its coroutine. */
+        *answer = is_exc ? PyObject_CallMethodOneArg(k, str_throw, value)
+                         : capi->native_send(k, value);
+        return *answer == NULL ? -1 : 1;
+    }
+    PyObject *atomic = PyObject_GetAttr(k, str_resume_unless_cancelled);
+    PyObject *r;
+    if (atomic != NULL) {
+        PyObject *args[2] = {is_exc ? Py_True : Py_False, value};
+        r = PyObject_Vectorcall(atomic, args, 2, NULL);
+        Py_DECREF(atomic);
+    }
+    else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        /* Any other kind: the reference checks first. */
+        PyErr_Clear();
+        r = PyObject_CallFunctionObjArgs(py_resume_unless_cancelled, k,
+                                         is_exc ? Py_True : Py_False, value, NULL);
+    }
+    else {
+        return -1;
+    }
+    if (r == NULL) {
+        return -1;
+    }
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError, "_resume_unless_cancelled() must return (delivered, answer)");
+        return -1;
+    }
+    int delivered = PyObject_IsTrue(PyTuple_GET_ITEM(r, 0));
+    if (delivered == 1) {
+        *answer = Py_NewRef(PyTuple_GET_ITEM(r, 1));
+    }
+    Py_DECREF(r);
+    return delivered;
+}
+
+/* Resume the requester; raise RequestCancelledError if it was cancelled. */
+static PyObject *
+rc_resume(ReplyCore *self, int is_exc, PyObject *value)
+{
+    if (self->k == NULL || py_resume_unless_cancelled == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: this reply is not set up");
+        return NULL;
+    }
+    PyObject *answer;
+    int delivered = resume_unless_cancelled(self->k, is_exc, value, &answer);
+    if (delivered < 0) {
+        return NULL;
+    }
+    if (delivered) {
+        return answer;
+    }
+    PyObject *exc = PyObject_CallMethodOneArg((PyObject *)self, str_refused, value);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static PyObject *
+rc_send(ReplyCore *self, PyObject *value)
+{
+    return rc_resume(self, 0, value);
+}
+
+static PyObject *
+rc_throw(ReplyCore *self, PyObject *exc)
+{
+    if (!PyExceptionInstance_Check(exc)) {
+        PyErr_Format(PyExc_TypeError, "throw() takes an exception instance, not %R", exc);
+        return NULL;
+    }
+    return rc_resume(self, 1, exc);
+}
+
+static PyObject *
+rc_call(ReplyCore *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *value;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a reply takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "send", 1, 1, &value)) {
+        return NULL;
+    }
+    return rc_resume(self, 0, value);
+}
+
+static PyObject *
+rc_resume_unless_cancelled(ReplyCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_resume_unless_cancelled(is_exc, value)");
+        return NULL;
+    }
+    int is_exc = PyObject_IsTrue(args[0]);
+    if (is_exc < 0) {
+        return NULL;
+    }
+    if (self->k == NULL || py_resume_unless_cancelled == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: this reply is not set up");
+        return NULL;
+    }
+    PyObject *answer;
+    int delivered = resume_unless_cancelled(self->k, is_exc, args[1], &answer);
+    if (delivered < 0) {
+        return NULL;
+    }
+    if (!delivered) {
+        return PyTuple_Pack(2, Py_False, Py_None);
+    }
+    PyObject *r = PyTuple_Pack(2, Py_True, answer);
+    Py_DECREF(answer);
+    return r;
+}
+
+static PyMemberDef rc_members[] = {
+    {"_k", T_OBJECT_EX, offsetof(ReplyCore, k), READONLY, "the requester's continuation"},
+    {NULL}
+};
+
+static PyMethodDef rc_methods[] = {
+    {"send", (PyCFunction)rc_send, METH_O,
+     "send($self, value, /)\n--\n\nReply with value (RequestCancelledError if refused)."},
+    {"throw", (PyCFunction)rc_throw, METH_O,
+     "throw($self, exc, /)\n--\n\nReply with the exception exc."},
+    {"_resume_unless_cancelled", (PyCFunction)(void (*)(void))rc_resume_unless_cancelled,
+     METH_FASTCALL, "Resume the requester unless it is cancelled: (delivered, answer)."},
+    {NULL}
+};
+
+static PyTypeObject ReplyCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio._primitives._queue_c.ReplyCore",
+    .tp_doc = "ReplyCore(k): the compiled part of a reply to a host requester.",
+    .tp_basicsize = sizeof(ReplyCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)rc_init,
+    .tp_traverse = (traverseproc)rc_traverse,
+    .tp_clear = (inquiry)rc_clear,
+    .tp_dealloc = (destructor)rc_dealloc,
+    .tp_call = (ternaryfunc)rc_call,
+    .tp_members = rc_members,
+    .tp_methods = rc_methods,
+};
+
+/* _reply_to(k): k itself if it can never be cancelled, else Reply(k). */
+static PyObject *
+reply_to_impl(PyObject *k)
+{
+    if (native_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the compiled RequestQueue is not set up");
+        return NULL;
+    }
+    PyTypeObject *kind = Py_TYPE(k);
+    if ((PyObject *)kind == native_type) {
+        return Py_NewRef(k);
+    }
+    PyObject *check = PyObject_GetAttr((PyObject *)kind, str_is_cancelled);
+    if (check == NULL) {
+        return NULL;
+    }
+    Py_DECREF(check);
+    if (check == never_cancelled) {
+        return Py_NewRef(k);
+    }
+    PyTypeObject *tp = (PyTypeObject *)reply_type;
+    if (tp->tp_init == (initproc)rc_init && tp->tp_new == PyType_GenericNew) {
+        ReplyCore *reply = (ReplyCore *)tp->tp_alloc(tp, 0);
+        if (reply != NULL) {
+            reply->k = Py_NewRef(k);
+        }
+        return (PyObject *)reply;
+    }
+    return PyObject_CallOneArg(reply_type, k);
+}
+
+static PyObject *
+reply_to(PyObject *module, PyObject *k)
+{
+    return reply_to_impl(k);
+}
+
 /* ------------------------------------------------------------- the module */
 
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"request_cb", "get_one_cb", "reply_to", "shift", "queue_type",
+    static char *kwlist[] = {"request_cb", "get_one_cb", "resume_unless_cancelled", "shift",
+                             "queue_type", "native_type", "never_cancelled", "reply_type",
                              NULL};
-    PyObject *a[5];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:setup", kwlist, &a[0], &a[1], &a[2],
-                                     &a[3], &a[4])) {
+    PyObject *a[8];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOO:setup", kwlist, &a[0], &a[1], &a[2],
+                                     &a[3], &a[4], &a[5], &a[6], &a[7])) {
         return NULL;
     }
+    if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &ReplyCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "setup: reply_type must be a subclass of ReplyCore");
+        return NULL;
+    }
+    Py_XSETREF(native_type, Py_NewRef(a[5]));
+    Py_XSETREF(never_cancelled, Py_NewRef(a[6]));
+    Py_XSETREF(reply_type, Py_NewRef(a[7]));
     if (!PyType_Check(a[4]) || !PyType_IsSubtype((PyTypeObject *)a[4], &QueueCore_Type)) {
         PyErr_SetString(PyExc_TypeError, "setup: queue_type must be a subclass of RequestQueueCore");
         return NULL;
@@ -578,7 +1067,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     }
     Py_XSETREF(py_request_cb, Py_NewRef(a[0]));
     Py_XSETREF(py_get_one_cb, Py_NewRef(a[1]));
-    Py_XSETREF(py_reply_to, Py_NewRef(a[2]));
+    Py_XSETREF(py_resume_unless_cancelled, Py_NewRef(a[2]));
     Py_XSETREF(shift, Py_NewRef(a[3]));
     Py_RETURN_NONE;
 }
@@ -586,6 +1075,9 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
 static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register the reference methods the fast path hands unusual cases to."},
+    {"reply_to", reply_to, METH_O,
+     "What a server replies on for the requester k: k itself if it can never be "
+     "cancelled, else Reply(k)."},
     {NULL}
 };
 
@@ -610,7 +1102,8 @@ PyInit__queue_c(void)
         return NULL;
     }
     if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&Request_Type) < 0
-        || PyType_Ready(&WaitersCore_Type) < 0) {
+        || PyType_Ready(&WaitersCore_Type) < 0 || PyType_Ready(&ReplyCore_Type) < 0
+        || PyType_Ready(&GetOne_Type) < 0) {
         return NULL;
     }
     PyObject *collections = PyImport_ImportModule("collections");
@@ -630,7 +1123,14 @@ PyInit__queue_c(void)
     str_sweep = PyUnicode_InternFromString("_sweep");
     str_appendleft = PyUnicode_InternFromString("appendleft");
     str_request_cb = PyUnicode_InternFromString("request_cb");
-    if (str_sweep == NULL || str_appendleft == NULL || str_request_cb == NULL) {
+    str_is_cancelled = PyUnicode_InternFromString("is_cancelled");
+    str_get_one_cb = PyUnicode_InternFromString("get_one_cb");
+    str_resume_unless_cancelled = PyUnicode_InternFromString("_resume_unless_cancelled");
+    str_refused = PyUnicode_InternFromString("_refused");
+    str_throw = PyUnicode_InternFromString("throw");
+    if (str_sweep == NULL || str_appendleft == NULL || str_request_cb == NULL
+        || str_is_cancelled == NULL || str_resume_unless_cancelled == NULL
+        || str_refused == NULL || str_throw == NULL || str_get_one_cb == NULL) {
         return NULL;
     }
     compiled_request_cb = PyObject_GetAttr((PyObject *)&QueueCore_Type, str_request_cb);
@@ -649,7 +1149,8 @@ PyInit__queue_c(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "RequestQueueCore", (PyObject *)&QueueCore_Type) < 0
-        || PyModule_AddObjectRef(m, "WaitersCore", (PyObject *)&WaitersCore_Type) < 0) {
+        || PyModule_AddObjectRef(m, "WaitersCore", (PyObject *)&WaitersCore_Type) < 0
+        || PyModule_AddObjectRef(m, "ReplyCore", (PyObject *)&ReplyCore_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation, is_live_native
@@ -35,24 +35,18 @@ class RequestCancelledError(RuntimeError):
         self.value = value
 
 
-class Reply(AnsweringContinuation[Any, Out, Any]):
-    """The continuation of a requester, as its server sees it.
+class PyReplyCore(AnsweringContinuation[Any, Any, Any]):
+    """The hot part of :class:`Reply`: its field and its resumption.
 
-    It resumes the requester like the requester's own continuation, except
-    that a reply to a requester cancelled in the meantime raises
-    :class:`RequestCancelledError` in the replier instead of vanishing.
-    Check :meth:`is_cancelled` first to avoid the error.
+    The compiled twin is ``_queue_c.ReplyCore``.
     """
 
     __slots__ = ("_k",)
 
-    def __init__(self, k: AnsweringContinuation[Any, Out, Any]) -> None:
+    def __init__(self, k: AnsweringContinuation[Any, Any, Any]) -> None:
         self._k = k
 
-    def __repr__(self) -> str:
-        return f"<reply to {self._k!r}>"
-
-    def send(self, value: Out) -> Any:
+    def send(self, value: Any) -> Any:
         delivered, answer = resume_unless_cancelled(self._k, False, value)
         if not delivered:
             raise self._refused(value)
@@ -70,6 +64,32 @@ class Reply(AnsweringContinuation[Any, Out, Any]):
         return resume_unless_cancelled(self._k, is_exc, value)
 
     __call__ = send
+
+    def _refused(self, value: object) -> RequestCancelledError:
+        raise NotImplementedError  # Reply's
+
+
+if TYPE_CHECKING or _queue_c is None:
+    _ReplyBase = PyReplyCore
+else:
+
+    class _ReplyBase(_queue_c.ReplyCore, AnsweringContinuation[Any, Any, Any]):
+        __slots__ = ()
+
+
+class Reply(_ReplyBase, AnsweringContinuation[Any, Out, Any]):
+    """The continuation of a requester, as its server sees it.
+
+    It resumes the requester like the requester's own continuation, except
+    that a reply to a requester cancelled in the meantime raises
+    :class:`RequestCancelledError` in the replier instead of vanishing.
+    Check :meth:`is_cancelled` first to avoid the error.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<reply to {self._k!r}>"
 
     def is_cancelled(self) -> bool:
         return self._k.is_cancelled()
@@ -268,10 +288,15 @@ if _queue_c is not None:
     _queue_c.setup(
         request_cb=RequestQueue.request_cb,
         get_one_cb=RequestQueue.get_one_cb,
-        reply_to=_reply_to,
+        resume_unless_cancelled=resume_unless_cancelled,
         shift=shift,
         queue_type=RequestQueue,
+        native_type=NativeContinuation,
+        never_cancelled=_never_cancelled,
+        reply_type=Reply,
     )
+    _reply_to = _queue_c.reply_to
     RequestQueue.request = _queue_c.RequestQueueCore.request  # type: ignore[method-assign]
     RequestQueue.request_cb = _queue_c.RequestQueueCore.request_cb  # type: ignore[method-assign]
     RequestQueue.get_one_cb = _queue_c.RequestQueueCore.get_one_cb  # type: ignore[method-assign]
+    RequestQueue.get_one = _queue_c.RequestQueueCore.get_one  # type: ignore[method-assign]

@@ -749,6 +749,7 @@ static PyObject *str_watch = NULL;
 static PyObject *str_host_for = NULL;
 static PyObject *str_enter = NULL;
 static PyObject *str_leave = NULL;
+static PyObject *str_enter_in_task = NULL;
 
 typedef struct {
     PyObject_HEAD
@@ -840,9 +841,22 @@ fast_enter(Hook *self, PyObject *coro)
     PyObject *loop = NULL, *prev = NULL, *aio = NULL, *records = NULL, *key = NULL;
     PyObject *task = NULL, *token = NULL;
     int failed = 0;
-    int same = attr_is(hosting, str_trio, Py_None);
-    if (same <= 0) {
-        return NULL;  /* a trio run is active (or an error): Python decides */
+    PyObject *trio = PyObject_GetAttr(hosting, str_trio);
+    if (trio == NULL) {
+        return NULL;
+    }
+    if (trio != Py_None) {
+        /* A trio run is active: HOSTING.enter asks it first (a trio task
+         * may be running here), then the asyncio part, as below. */
+        token = PyObject_CallMethodOneArg(trio, str_enter_in_task, coro);
+        Py_DECREF(trio);
+        if (token != Py_None) {
+            return token;  /* or NULL with its error */
+        }
+        Py_CLEAR(token);
+    }
+    else {
+        Py_DECREF(trio);
     }
     aio = PyObject_GetAttr(hosting, str_asyncio);
     if (aio == NULL || aio == Py_None) {
@@ -982,6 +996,10 @@ hook_leave(Hook *self, PyObject *token)
 {
     if (!PyTuple_CheckExact(token) || PyTuple_GET_SIZE(token) != 7
         || PyTuple_GET_ITEM(token, 0) != (PyObject *)self) {
+        if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) > 0) {
+            /* Another part's token: what HOSTING.leave does with it. */
+            return PyObject_CallOneArg(PyTuple_GET_ITEM(token, 0), token);
+        }
         PyObject *call[2] = {self->hosting, token};
         return PyObject_VectorcallMethod(str_leave, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                          NULL);
@@ -1121,6 +1139,7 @@ PyInit__asyncio_c(void)
     str_host_for = PyUnicode_InternFromString("_host_for");
     str_enter = PyUnicode_InternFromString("enter");
     str_leave = PyUnicode_InternFromString("leave");
+    str_enter_in_task = PyUnicode_InternFromString("enter_in_task");
     PyObject *m = PyModule_Create(&asyncio_c_module);
     if (m == NULL) {
         return NULL;

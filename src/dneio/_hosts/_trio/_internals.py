@@ -38,12 +38,16 @@ except ImportError as exc:  # pragma: no cover - depends on the trio release
 
 __all__ = [
     "WaitTaskRescheduled",
+    "after_send",
     "check",
     "clear_current",
+    "compiled_step_problem",
     "current_runner_or_none",
     "current_task_or_none",
+    "deliver_pending_cancel",
     "make_current",
     "park_on",
+    "plain_trap_ok",
     "start_now",
     "step",
 ]
@@ -145,36 +149,17 @@ def step(task: Any, send: Any) -> None:
     try:
         if "before_task_step" in runner.instruments:
             runner.instruments.call("before_task_step", task)
-        final: outcome.Outcome[Any] | None = None
         try:
             msg = task.context.run(task.coro.send, send)
         except StopIteration as stop:
-            final = outcome.Value(stop.value)
+            kind, x = "returned", stop.value
         except BaseException as exc:
-            final = outcome.Error(exc)
-        if final is not None:
-            runner.task_exited(task, final)
-            final = None
+            kind, x = "raised", exc
         else:
-            task._schedule_points += 1
-            if msg is CancelShieldedCheckpoint:
-                runner.reschedule(task)
-            elif type(msg) is WaitTaskRescheduled:
-                task._cancel_points += 1
-                task._abort_func = msg.abort_func
-                if runner.ki_pending and task is runner.main_task:
-                    task._attempt_delivery_of_pending_ki()
-                task._attempt_delivery_of_any_pending_cancel()
-            elif type(msg) is PermanentlyDetachCoroutineObject:
-                runner.task_exited(task, msg.final_outcome)
-            else:
-                foreign = TypeError(
-                    f"trio.run received unrecognized yield message {msg!r} from {task!r} "
-                    "(it awaited something that is not a trio operation)"
-                )
-                runner.reschedule(task, foreign)
-                task._next_send_fn = task.coro.throw
+            kind, x = "yielded", msg
             del msg
+        after_send(task, runner, kind, x)
+        del x
         if "after_task_step" in runner.instruments:
             runner.instruments.call("after_task_step", task)
     finally:
@@ -184,6 +169,94 @@ def step(task: Any, send: Any) -> None:
             ctx.task = prev
         if aio is not None:
             _asyncio_shown(aio)
+
+
+def after_send(task: Any, runner: Any, kind: str, x: Any) -> None:
+    """What trio's run loop does after a send into ``task``.
+
+    ``kind`` says whether the send ``returned``, ``raised`` or ``yielded`` ``x``.
+
+    The compiled step calls it for every case but the common one (the task
+    waits in ``WaitTaskRescheduled`` and has no Ctrl-C to take).
+    """
+    if kind != "yielded":
+        runner.task_exited(task, outcome.Value(x) if kind == "returned" else outcome.Error(x))
+        return
+    task._schedule_points += 1
+    if x is CancelShieldedCheckpoint:
+        runner.reschedule(task)
+    elif type(x) is WaitTaskRescheduled:
+        task._cancel_points += 1
+        task._abort_func = x.abort_func
+        if runner.ki_pending and task is runner.main_task:
+            task._attempt_delivery_of_pending_ki()
+        task._attempt_delivery_of_any_pending_cancel()
+    elif type(x) is PermanentlyDetachCoroutineObject:
+        runner.task_exited(task, x.final_outcome)
+    else:
+        foreign = TypeError(
+            f"trio.run received unrecognized yield message {x!r} from {task!r} "
+            "(it awaited something that is not a trio operation)"
+        )
+        runner.reschedule(task, foreign)
+        task._next_send_fn = task.coro.throw
+
+
+def deliver_pending_cancel(task: Any) -> None:
+    """The compiled step's way to call the task's cancel delivery (protected from Ctrl-C)."""
+    task._attempt_delivery_of_any_pending_cancel()
+
+
+# What the compiled step reads without calling: the start of
+# _attempt_delivery_of_any_pending_cancel (it does nothing unless the
+# task's cancel status is effectively cancelled), and the run context, whose
+# fields it reads and writes in the thread's dict.
+_EXPECTED_CANCEL_DELIVERY = (
+    "if self._abort_func is None:",
+    "return",
+    "if not self._cancel_status.effectively_cancelled:",
+)
+
+
+def compiled_step_problem() -> str:
+    """Why the compiled trio step may not be used here; "" if it may (after ``check()``)."""
+    if _run is None:
+        return problem or "trio's internals are missing"
+    try:
+        lines = inspect.getsource(_run.Task._attempt_delivery_of_any_pending_cancel).splitlines()
+    except Exception as exc:
+        return f"cannot read trio's cancel delivery: {exc}"
+    body = [line.strip() for line in lines[1:] if line.strip() and not line.strip().startswith("#")]
+    if tuple(body[: len(_EXPECTED_CANCEL_DELIVERY)]) != _EXPECTED_CANCEL_DELIVERY:
+        return "trio's cancel delivery does not start as the compiled step expects"
+    ctx = _run.GLOBAL_RUN_CONTEXT
+    for name in ("task", "runner"):
+        if hasattr(type(ctx), name):
+            return f"trio's run context has a class attribute {name!r}"
+    if not isinstance(getattr(ctx, "__dict__", None), dict):
+        return "trio's run context keeps no dict"
+    return ""
+
+
+def plain_trap_ok() -> bool:
+    """May the compiled shift make a ``WaitTaskRescheduled`` without calling its class?
+
+    Only if an instance is a plain object whose one field, ``abort_func``,
+    is all its ``__init__`` sets (as attrs writes it for trio's frozen
+    class); otherwise the class is called.
+    """
+    cls: Any = WaitTaskRescheduled
+    object_new: Any = object.__new__
+    if cls is None or type(cls) is not type or cls.__new__ is not object_new:
+        return False
+    fields = [a.name for a in getattr(cls, "__attrs_attrs__", ())]
+    if fields != ["abort_func"] or "__slots__" in vars(cls) or hasattr(cls, "__attrs_post_init__"):
+        return False
+    try:
+        made = cls(abort_func=len)
+    except Exception:
+        return False
+    return bool(vars(made) == {"abort_func": len})
 
 
 def _asyncio_hidden() -> Any:

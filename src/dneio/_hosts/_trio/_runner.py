@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Generator
 from contextvars import Context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
 import trio.lowlevel as tl
 
-from ..._core import _driver_py
+from ..._core import _driver_py, _registry
 from ..._core._adoption import adopted, carry_on
+from ..._core._impl import compiled
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING, Hosting, HostRecords
@@ -25,12 +26,27 @@ from .._parking import (
 )
 from . import _internals as _trio_internals
 
+_trio_c: Any = None
+if compiled is not None:
+    try:
+        from . import _trio_c
+    except ImportError:  # not built: the pure-Python slot and step serve
+        _trio_c = None
+
 # What a synchronous step sends into the parked task; the outcome itself is
 # on the slot, so no Outcome object is built per synchronous resumption.
 _WOKEN = object()
 
 
-class TrioSlot(Slot):
+class PyTrioSlotCore(Slot):
+    """The hot part of :class:`TrioSlot`: its fields and what a wake-up calls.
+
+    The compiled twin is ``_trio_c.TrioSlotCore``, which also serves as the
+    iterator of the task's ``shift`` in synchronous mode (instead of
+    :meth:`TrioRunner._wait`); it hands every unusual case to the ``*_slow``
+    methods, which are this class's own methods under another name.
+    """
+
     __slots__ = ("task", "token")
 
     def __init__(self, home: ThreadState, task: tl.Task, token: tl.TrioToken) -> None:
@@ -43,14 +59,6 @@ class TrioSlot(Slot):
         self.k_ref = None
         self.task = task
         self.token = token
-
-    def line_up_deferred(self) -> bool:
-        fifo = _fifos.get(self.token)
-        if fifo is None or not fifo.in_flight:
-            return False
-        self.state = RESUMED
-        fifo.waiting.append(self.task)
-        return True
 
     def abort(self, raise_cancel: Any) -> tl.Abort:
         if self.try_cancel():
@@ -73,16 +81,45 @@ class TrioSlot(Slot):
                 "running on this thread"
             )
 
-    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        self.token.run_sync_soon(fn)
-
-    call_soon = call_soon_threadsafe
-
     def _wake(self, st: ThreadState) -> None:
         if RUNNER.synchronous:
             _trio_internals.step(self.task, _WOKEN)
         else:
             _fifo_for(self.token).wake(self.task)
+
+    _check_resumable_slow = check_resumable
+    _wake_slow = _wake
+
+
+if TYPE_CHECKING:
+    _SlotBase = PyTrioSlotCore
+elif _trio_c is None:
+    _SlotBase = PyTrioSlotCore
+else:
+
+    class _SlotBase(_trio_c.TrioSlotCore, Slot):
+        __slots__ = ()
+        _check_resumable_slow = PyTrioSlotCore.check_resumable
+        _wake_slow = PyTrioSlotCore._wake
+
+
+class TrioSlot(_SlotBase):
+    """Where a trio task parked in ``shift`` waits for its continuation."""
+
+    __slots__ = ()
+
+    def line_up_deferred(self) -> bool:
+        fifo = _fifos.get(self.token)
+        if fifo is None or not fifo.in_flight:
+            return False
+        self.state = RESUMED
+        fifo.waiting.append(self.task)
+        return True
+
+    def call_soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        self.token.run_sync_soon(fn)
+
+    call_soon = call_soon_threadsafe
 
 
 class TrioContinuation(HostContinuation):
@@ -345,7 +382,15 @@ def _quit(host: _Host) -> None:
     tl.reschedule(host.task, outcome.Value(_QUIT))
 
 
-class NativeHosting(HostRecords):
+if TYPE_CHECKING or _trio_c is None:
+    _HostingBase = HostRecords
+else:
+
+    class _HostingBase(_trio_c.HostingCore, HostRecords):
+        __slots__ = ()
+
+
+class NativeHosting(_HostingBase):
     """trio's part of the hosting (see ``_hosting``): a host task per native coroutine.
 
     Active only while at least one trio run is (its instrument turns it off
@@ -402,7 +447,7 @@ class NativeHosting(HostRecords):
         return (self._leave, prev, host, coro)
 
     def _leave(self, token: Any) -> None:
-        _, prev, host, coro = token
+        prev, host, coro = token[1], token[2], token[3]
         if prev is None:
             _trio_internals.clear_current()
         else:
@@ -480,12 +525,78 @@ class _EndOfRun(trio.abc.Instrument):
 
 
 # Entering and leaving a native coroutine's host are trio bookkeeping too: a
-# Ctrl-C in between would leave the wrong task current.
+# Ctrl-C in between would leave the wrong task current.  (The compiled
+# enter_in_task and leave run no Python code but these methods.)
 Hosting.enter = tl.enable_ki_protection(Hosting.enter)  # type: ignore[method-assign]
 Hosting.leave = tl.enable_ki_protection(Hosting.leave)  # type: ignore[method-assign]
+for _name in ("_host_for", "_release", "_watch"):
+    setattr(NativeHosting, _name, tl.enable_ki_protection(getattr(NativeHosting, _name)))
+del _name
 _driver_py.drive = tl.enable_ki_protection(_driver_py.drive)
 
 RUNNER = TrioRunner()
+
+
+_py_enter_in_task = NativeHosting.enter_in_task
+
+
+def _setup_compiled(use: bool = True) -> str:
+    """Let the compiled trio shift, step and hosting serve, where they may.
+
+    Returns why they do not ("" when they do).  ``use=False`` hands
+    everything back to the Python reference (for tests).
+    """
+    problem = "not wanted" if not use else _compiled_problem()
+    if problem:
+        if _trio_c is not None:
+            _trio_c.disable()
+            if type(HOSTING.compiled) is _trio_c.Hook:
+                HOSTING.set_compiled(None)
+        vars(RUNNER).pop("shift_if_in_task", None)
+        NativeHosting.enter_in_task = _py_enter_in_task  # type: ignore[method-assign]
+    else:
+        assert _trio_c is not None
+        _trio_c.setup(
+            run_context=_trio_internals._run.GLOBAL_RUN_CONTEXT,
+            runner=RUNNER,
+            hosting=HOSTING,
+            start_hosting=RUNNER.hosting.start_if_running,
+            slot_type=TrioSlot,
+            continuation_type=TrioContinuation,
+            wait_type=_trio_internals.WaitTaskRescheduled,
+            woken=_WOKEN,
+            # What the compiled step leaves to Python is trio's run loop's
+            # bookkeeping, so it runs protected from Ctrl-C as trio's does.
+            step=tl.enable_ki_protection(_trio_internals.step),
+            after_send=tl.enable_ki_protection(_trio_internals.after_send),
+            deliver_pending_cancel=tl.enable_ki_protection(_trio_internals.deliver_pending_cancel),
+            abort_succeeded=tl.Abort.SUCCEEDED,
+            abort_failed=tl.Abort.FAILED,
+            fast_trap=_trio_internals.plain_trap_ok(),
+        )
+        # Entering a hosted coroutine from a trio task, and leaving it.
+        NativeHosting.enter_in_task = _trio_c.HostingCore.enter_in_task  # type: ignore[method-assign]
+        if HOSTING.compiled is None:
+            # Native code inside trio tasks enters and leaves its host there.
+            # (The asyncio runner's compiled hook, once loaded, serves both.)
+            HOSTING.set_compiled(_trio_c.Hook(HOSTING))
+        # A task's shift: one compiled call (the registry asks it first, for
+        # every host task's shift, once trio is loaded).
+        RUNNER.shift_if_in_task = _trio_c.shift_if_in_task  # type: ignore[method-assign]
+    _registry.refresh_hot_path()
+    return problem
+
+
+def _compiled_problem() -> str:
+    if _trio_c is None:
+        return "the compiled trio part is not built"
+    if not RUNNER.internals_ok:
+        return RUNNER.problem
+    return _trio_internals.compiled_step_problem()
+
+
+#: Why the compiled trio shift and step do not serve ("" when they do).
+COMPILED_PROBLEM = _setup_compiled()
 
 
 def start_hosting() -> None:
