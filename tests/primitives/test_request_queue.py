@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -361,7 +362,8 @@ def test_the_compiled_fast_path_serves_wherever_the_core_is_compiled() -> None:
         core = _request_queue._queue_c.RequestQueueCore
         assert RequestQueue.request_cb is core.request_cb
         assert RequestQueue.get_one_cb is core.get_one_cb
-        assert RequestQueue.get_one is core.get_one
+        # get_one() is compiled only where it is cheaper than a coroutine.
+        assert (RequestQueue.get_one is core.get_one) is (sys.version_info < (3, 12))
         assert _request_queue._reply_to is _request_queue._queue_c.reply_to
         assert issubclass(_request_queue.Reply, _request_queue._queue_c.ReplyCore)
 
@@ -376,7 +378,20 @@ def test_a_request_is_a_coroutine_to_task_spawners() -> None:
     assert q.fetch_any() == []
 
 
-def test_get_one_takes_nothing_before_it_is_awaited() -> None:
+@pytest.fixture(params=["in use", "compiled"])
+def get_one(request: pytest.FixtureRequest) -> Any:
+    """RequestQueue.get_one as the queue has it, and the compiled one (which
+    serves only where it is cheaper than a coroutine, up to 3.11)."""
+    if request.param == "in use":
+        return RequestQueue.get_one
+    from dneio._primitives import _request_queue
+
+    if _request_queue._queue_c is None:
+        pytest.skip("RequestQueue is not compiled here (pure-Python path)")
+    return _request_queue._queue_c.RequestQueueCore.get_one
+
+
+def test_get_one_takes_nothing_before_it_is_awaited(get_one: Any) -> None:
     import collections.abc
 
     q: RequestQueue[int, int] = RequestQueue()
@@ -386,27 +401,27 @@ def test_get_one_takes_nothing_before_it_is_awaited() -> None:
         got.append(await q.request(3))
 
     reset(requester())
-    dropped = q.get_one()
+    dropped = get_one(q)
     assert isinstance(dropped, collections.abc.Coroutine)
     dropped.close()  # never awaited: the request is still there
     reset(serve(q, 1))
     assert got == [30]
     # Thrown into before its first step: raised there, and nothing taken.
     reset(requester())
-    thrown = q.get_one()
+    thrown = get_one(q)
     with pytest.raises(KeyError):
         thrown.throw(KeyError("x"))
     reset(serve(q, 1))
     assert got == [30, 30]
 
 
-def test_get_one_is_a_coroutine_to_task_spawners(dneio_runner: Harness) -> None:
+def test_get_one_is_a_coroutine_to_task_spawners(dneio_runner: Harness, get_one: Any) -> None:
     if dneio_runner.name == "native":
         pytest.skip("native code has no task spawner")
 
     async def main(h: Harness) -> Any:
         q: RequestQueue[int, int] = RequestQueue()
-        h.spawn(q.get_one)  # the task runs get_one() itself, with no coroutine around it
+        h.spawn(get_one, q)  # the task runs get_one() itself, with no coroutine around it
         await h.settle()
         got: list[Any] = []
 
@@ -423,9 +438,9 @@ def test_get_one_is_a_coroutine_to_task_spawners(dneio_runner: Harness) -> None:
     assert got == [] and q.fetch_any() == []
 
 
-def test_a_server_whose_get_one_is_closed_while_waiting_takes_nothing() -> None:
+def test_a_server_whose_get_one_is_closed_while_waiting_takes_nothing(get_one: Any) -> None:
     q: RequestQueue[int, int] = RequestQueue()
-    waiting = q.get_one()
+    waiting = get_one(q)
 
     async def server() -> Any:
         return await waiting
