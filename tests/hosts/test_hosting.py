@@ -556,3 +556,90 @@ def test_the_current_tasks_guard_refuses_a_dict_asyncio_does_not_read(
     assert _asyncio_internals.current_tasks_dict() is None
     monkeypatch.setattr(_asyncio_internals, "_current_tasks", None)
     assert _asyncio_internals.current_tasks_dict() is None
+
+
+# -- free hosts: a finished coroutine's host serves the next one, if it is clean ---------
+#
+# Where the asyncio part is compiled, the hook takes a free host and releases
+# a finished coroutine's host in C (AsyncioHosting._host_for and _release
+# are the reference, and serve when the hook is handed back to Python).
+
+
+@pytest.fixture(params=["compiled", "python"])
+def asyncio_hook(request: pytest.FixtureRequest) -> Any:
+    from dneio._hosts._asyncio import _runner
+    from dneio._hosts._entry import HOSTING
+
+    if request.param == "compiled" and _runner._asyncio_c is None:
+        pytest.skip("the asyncio part is not compiled here (pure-Python path)")
+    if request.param == "python":
+        HOSTING.set_compiled(None)
+    try:
+        yield request.param
+    finally:
+        _runner._setup_compiled()
+
+
+def test_finished_coroutines_hand_their_clean_host_on(asyncio_hook: str) -> None:
+    import asyncio
+
+    from dneio._hosts._asyncio._runner import _FREE_HOSTS, RUNNER
+
+    async def main() -> tuple[list[Any], list[Any], int, list[bool]]:
+        one_by_one: list[Any] = []
+
+        async def native(seen: list[Any]) -> None:
+            seen.append(asyncio.current_task())
+
+        for _ in range(5):
+            reset(native(one_by_one))
+        # Many at once: each parked coroutine keeps its own host.
+        box: list[Any] = []
+        at_once: list[Any] = []
+
+        async def parked() -> None:
+            at_once.append(asyncio.current_task())
+            await shift(box.append)
+
+        for _ in range(3 * _FREE_HOSTS):
+            reset(parked())
+        for k in box:
+            k.send(None)
+        loop = asyncio.get_running_loop()
+        free = RUNNER.hosting.free[id(loop)]
+        kept = len(free)
+        await asyncio.sleep(0)
+        # The hosts not kept were told to finish; the kept ones wait.
+        done = [task.done() for task in set(at_once) - {h.task for h in free}]
+        return one_by_one, at_once, kept, done
+
+    one_by_one, at_once, kept, done = asyncio.run(main())
+    assert len(set(one_by_one)) == 1  # the same host, five times
+    assert len(set(at_once)) == 3 * _FREE_HOSTS
+    assert kept == _FREE_HOSTS
+    assert done and all(done)
+
+
+def test_a_host_left_cancelling_is_not_handed_on(asyncio_hook: str) -> None:
+    import asyncio
+
+    async def main() -> tuple[Any, Any, Any, bool]:
+        hosts: list[Any] = []
+
+        async def cancels_its_host() -> None:
+            hosts.append(asyncio.current_task())
+            asyncio.current_task().cancel()  # delivered at its next await: there is none
+
+        async def plain() -> None:
+            hosts.append(asyncio.current_task())
+
+        reset(plain())
+        reset(cancels_its_host())  # the same clean host as plain()
+        reset(plain())  # not that one: it is left cancelling
+        await asyncio.sleep(0)
+        return hosts[0], hosts[1], hosts[2], hosts[1].done()
+
+    first, cancelling, third, ended = asyncio.run(main())
+    assert first is cancelling
+    assert third is not cancelling
+    assert ended

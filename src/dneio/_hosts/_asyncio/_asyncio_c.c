@@ -829,6 +829,185 @@ attr_is(PyObject *obj, PyObject *name, PyObject *expected)
     return same;
 }
 
+/* -- free hosts: AsyncioHosting._host_for and _release, their common cases -- */
+
+static PyObject *str_free = NULL;
+static PyObject *str_loops = NULL;
+static PyObject *str_quit = NULL;
+static PyObject *str_adopted = NULL;
+static PyObject *str_cancel_requested = NULL;
+static PyObject *str_cancelling = NULL;
+static PyObject *str_quit_method = NULL;
+static Py_ssize_t free_hosts = 0; /* _FREE_HOSTS */
+
+/* _Host.is_clean(): 1, 0, or -1. */
+static int
+host_is_clean(PyObject *host)
+{
+    int r = attr_is(host, str_ended, Py_False);
+    if (r == 1) {
+        r = attr_is(host, str_quit, Py_False);
+    }
+    if (r == 1) {
+        r = attr_is(host, str_adopted, Py_None);
+    }
+    if (r == 1) {
+        r = attr_is(host, str_cancel_requested, Py_False);
+    }
+    if (r != 1) {
+        return r;
+    }
+    PyObject *task = PyObject_GetAttr(host, str_task);
+    if (task == NULL) {
+        return -1;
+    }
+    PyObject *n = PyObject_CallMethodNoArgs(task, str_cancelling);
+    Py_DECREF(task);
+    if (n == NULL) {
+        return -1;
+    }
+    int cancelling = PyObject_IsTrue(n);
+    Py_DECREF(n);
+    return cancelling < 0 ? -1 : !cancelling;
+}
+
+/* The first clean free host of loop, recorded for coro (a new reference),
+ * as AsyncioHosting._host_for takes one; NULL without an exception if
+ * there is none (the unclean ones it met are dropped, as there), or if the
+ * loop is not one the hosting follows: then Python's _host_for decides. */
+static PyObject *
+take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
+{
+    PyObject *loops = NULL, *frees = NULL, *key = NULL, *found = NULL;
+    loops = PyObject_GetAttr(aio, str_loops);
+    frees = loops == NULL ? NULL : PyObject_GetAttr(aio, str_free);
+    key = frees == NULL ? NULL : PyLong_FromVoidPtr(loop);
+    if (key == NULL) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(loops) || !PyDict_CheckExact(frees)) {
+        goto done;
+    }
+    int known = PyDict_Contains(loops, key);
+    if (known <= 0) {
+        goto done;
+    }
+    PyObject *free = PyDict_GetItemWithError(frees, key); /* borrowed */
+    if (free == NULL || !PyList_CheckExact(free)) {
+        goto done;
+    }
+    Py_INCREF(free);
+    while (PyList_GET_SIZE(free) > 0) {
+        Py_ssize_t last = PyList_GET_SIZE(free) - 1;
+        PyObject *candidate = Py_NewRef(PyList_GET_ITEM(free, last));
+        if (PyList_SetSlice(free, last, last + 1, NULL) < 0) {
+            Py_DECREF(candidate);
+            break;
+        }
+        int clean = host_is_clean(candidate);
+        if (clean == 1) {
+            found = candidate;
+            break;
+        }
+        Py_DECREF(candidate);
+        if (clean < 0) {
+            break;
+        }
+    }
+    Py_DECREF(free);
+    if (found != NULL) {
+        /* HostRecords._record */
+        PyObject *records = PyObject_GetAttr(aio, str_records);
+        PyObject *ckey = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+        int r = ckey == NULL ? -1 : PyObject_SetAttr(found, str_ref, Py_None);
+        if (r == 0) {
+            r = PyObject_SetItem(records, ckey, found);
+        }
+        Py_XDECREF(ckey);
+        Py_XDECREF(records);
+        if (r < 0) {
+            Py_CLEAR(found);
+        }
+    }
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(frees);
+    Py_XDECREF(loops);
+    return found;
+}
+
+/* HostRecords._release with AsyncioHosting's _keep_free: 0, or -1. */
+static int
+release_host(PyObject *aio, PyObject *coro, PyObject *host)
+{
+    PyObject *records = PyObject_GetAttr(aio, str_records);
+    PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    if (key == NULL) {
+        Py_XDECREF(records);
+        return -1;
+    }
+    /* _forget */
+    PyObject *mine = PyObject_CallMethod(records, "get", "O", key);
+    int r = mine == NULL ? -1 : 0;
+    if (mine == host) {
+        r = PyObject_DelItem(records, key);
+    }
+    Py_XDECREF(mine);
+    Py_DECREF(key);
+    Py_DECREF(records);
+    if (r < 0 || PyObject_SetAttr(host, str_ref, Py_None) < 0) {
+        return -1;
+    }
+    int clean = host_is_clean(host);
+    if (clean < 0) {
+        return -1;
+    }
+    if (clean) {
+        /* _keep_free */
+        PyObject *loop = PyObject_GetAttr(host, str_loop);
+        PyObject *frees = loop == NULL ? NULL : PyObject_GetAttr(aio, str_free);
+        PyObject *loops = frees == NULL ? NULL : PyObject_GetAttr(aio, str_loops);
+        PyObject *lkey = loops == NULL ? NULL : PyLong_FromVoidPtr(loop);
+        int kept = -1;
+        if (lkey != NULL && PyDict_CheckExact(frees) && PyDict_CheckExact(loops)) {
+            PyObject *empty = PyList_New(0);
+            PyObject *free = empty == NULL ? NULL : PyDict_SetDefault(frees, lkey, empty);
+            Py_XDECREF(empty);
+            if (free != NULL && PyList_CheckExact(free)) {
+                kept = 0;
+                if (PyList_GET_SIZE(free) < free_hosts) {
+                    int known = PyDict_Contains(loops, lkey);
+                    kept = known < 0 ? -1 : known;
+                    if (kept == 1 && PyList_Append(free, host) < 0) {
+                        kept = -1;
+                    }
+                }
+            }
+        }
+        else if (lkey != NULL) {
+            kept = -2; /* not as expected: Python's */
+        }
+        Py_XDECREF(lkey);
+        Py_XDECREF(loops);
+        Py_XDECREF(frees);
+        Py_XDECREF(loop);
+        if (kept == -1) {
+            return -1;
+        }
+        if (kept == -2) {
+            PyObject *res = PyObject_CallMethodObjArgs(aio, str_release, coro, host, NULL);
+            Py_XDECREF(res);
+            return res == NULL ? -1 : 0;
+        }
+        if (kept == 1) {
+            return 0;
+        }
+    }
+    PyObject *res = PyObject_CallMethodOneArg(aio, str_quit_method, host);
+    Py_XDECREF(res);
+    return res == NULL ? -1 : 0;
+}
+
 /* AsyncioHosting.enter(coro, True) as Hosting.enter calls it when no trio
  * run is active: the token, or NULL without an exception for "ask Python". */
 static PyObject *
@@ -888,7 +1067,13 @@ fast_enter(Hook *self, PyObject *coro)
         if (PyErr_Occurred()) {
             goto done;
         }
-        host = PyObject_CallMethodObjArgs(aio, str_host_for, coro, loop, NULL);
+        host = take_free_host(aio, coro, loop);
+        if (host == NULL && PyErr_Occurred()) {
+            goto done;
+        }
+        if (host == NULL) {
+            host = PyObject_CallMethodObjArgs(aio, str_host_for, coro, loop, NULL);
+        }
         if (host == NULL || host == Py_None) {
             Py_XDECREF(host);
             goto done;  /* None: Python's enter goes on from here */
@@ -959,9 +1144,7 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
     }
     else if (frame == Py_None) {
         Py_DECREF(frame);
-        PyObject *r = PyObject_CallMethodObjArgs(aio, str_release, coro, host, NULL);
-        Py_XDECREF(r);
-        return r == NULL ? -1 : 0;
+        return release_host(aio, coro, host);
     }
     else {
         Py_DECREF(frame);
@@ -1043,13 +1226,15 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {
         "get_running_loop", "current_task", "enter_task", "leave_task", "runner",
         "hosting", "start_hosting", "slot_type", "continuation_type", "nesting", "swap",
-        "current_tasks", NULL};
+        "current_tasks", "free_hosts", NULL};
     PyObject *a[12];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOO:setup", kwlist, &a[0], &a[1],
+    Py_ssize_t nfree;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOOn:setup", kwlist, &a[0], &a[1],
                                      &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8],
-                                     &a[9], &a[10], &a[11])) {
+                                     &a[9], &a[10], &a[11], &nfree)) {
         return NULL;
     }
+    free_hosts = nfree;
     if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &AsyncioSlotCore_Type)) {
         PyErr_SetString(PyExc_TypeError, "slot_type must be a subclass of AsyncioSlotCore");
         return NULL;
@@ -1139,6 +1324,13 @@ PyInit__asyncio_c(void)
     str_host_for = PyUnicode_InternFromString("_host_for");
     str_enter = PyUnicode_InternFromString("enter");
     str_leave = PyUnicode_InternFromString("leave");
+    str_free = PyUnicode_InternFromString("free");
+    str_loops = PyUnicode_InternFromString("loops");
+    str_quit = PyUnicode_InternFromString("quit");
+    str_adopted = PyUnicode_InternFromString("adopted");
+    str_cancel_requested = PyUnicode_InternFromString("cancel_requested");
+    str_cancelling = PyUnicode_InternFromString("cancelling");
+    str_quit_method = PyUnicode_InternFromString("_quit");
     str_enter_in_task = PyUnicode_InternFromString("enter_in_task");
     PyObject *m = PyModule_Create(&asyncio_c_module);
     if (m == NULL) {

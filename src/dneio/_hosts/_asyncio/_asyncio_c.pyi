@@ -38,6 +38,7 @@ def setup(
     nesting: list[tuple[str, str]],
     swap: Callable[[Any, Any], Any] | None,
     current_tasks: dict[Any, Any] | None,
+    free_hosts: int,
 ) -> None: ...
 
 class Hook:

@@ -829,6 +829,7 @@ def _setup_compiled() -> None:
             nesting=_registry_nesting(),
             swap=_asyncio_internals._swap,
             current_tasks=_asyncio_internals.current_tasks_dict() if RUNNER.internals_ok else None,
+            free_hosts=_FREE_HOSTS,
         )
         # Native code inside asyncio tasks enters and leaves its host there.
         HOSTING.set_compiled(_asyncio_c.Hook(HOSTING))
