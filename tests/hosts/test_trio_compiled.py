@@ -66,6 +66,57 @@ def test_which_path_serves(path: str) -> None:
     compiled = path == "compiled"
     assert _is_compiled(RUNNER.shift_if_in_task) is compiled
     assert _is_compiled(NativeHosting.enter_in_task) is compiled
+    for name in ("send", "throw", "__call__", "_resume_unless_cancelled"):
+        assert _is_compiled(_runner.TrioContinuation.__dict__[name]) is compiled
+
+
+def test_resumed_inside_func_each_way(path: str) -> None:
+    """Inside func, on the task's thread, a resumption only stores the
+    outcome (compiled where it can be); every other call goes to Python."""
+
+    async def main() -> list[Any]:
+        log: list[Any] = []
+        log.append(await shift(lambda k: k.send("sent")))
+        log.append(await shift(lambda k: k("called")))
+        log.append(await shift(lambda k: log.append(k._resume_unless_cancelled(False, "atomic"))))
+        try:
+            await shift(lambda k: k.throw(ValueError("thrown")))
+        except ValueError as exc:
+            log.append(str(exc))
+
+        def twice(k: Any) -> None:
+            k.send(1)
+            try:
+                k.send(2)
+            except RuntimeError:
+                log.append("second refused")
+
+        log.append(await shift(twice))
+
+        def bad(k: Any) -> None:
+            for call in (lambda: k.throw("not an exception"), lambda: k.send(), lambda: k.send(1, 2)):
+                try:
+                    call()
+                except TypeError:
+                    log.append("TypeError")
+            k.send("after")
+
+        log.append(await shift(bad))
+        return log
+
+    assert trio.run(main) == [
+        "sent",
+        "called",
+        (True, None),
+        "atomic",
+        "thrown",
+        "second refused",
+        1,
+        "TypeError",
+        "TypeError",
+        "TypeError",
+        "after",
+    ]
 
 
 def _park_and_wake(after_wake: Any) -> tuple[list[Any], list[Any]]:

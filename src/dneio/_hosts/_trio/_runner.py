@@ -538,6 +538,12 @@ RUNNER = TrioRunner()
 
 
 _py_enter_in_task = NativeHosting.enter_in_task
+# The continuation's protected Python methods (the compiled ones in front of
+# them serve only a resumption that just stores its outcome).
+_py_continuation = {
+    name: TrioContinuation.__dict__[name]
+    for name in ("send", "throw", "__call__", "_resume_unless_cancelled")
+}
 
 
 def _setup_compiled(use: bool = True) -> str:
@@ -554,6 +560,8 @@ def _setup_compiled(use: bool = True) -> str:
                 HOSTING.set_compiled(None)
         vars(RUNNER).pop("shift_if_in_task", None)
         NativeHosting.enter_in_task = _py_enter_in_task  # type: ignore[method-assign]
+        for name, method in _py_continuation.items():
+            setattr(TrioContinuation, name, method)
     else:
         assert _trio_c is not None
         _trio_c.setup(
@@ -573,6 +581,14 @@ def _setup_compiled(use: bool = True) -> str:
             abort_succeeded=tl.Abort.SUCCEEDED,
             abort_failed=tl.Abort.FAILED,
             fast_trap=_trio_internals.plain_trap_ok(),
+        )
+        # A resumption before the task has parked (inside func, on its
+        # thread) only stores the outcome: compiled, with no Python call.
+        _trio_c.setup_continuation(
+            TrioContinuation,
+            _py_continuation["send"],
+            _py_continuation["throw"],
+            _py_continuation["_resume_unless_cancelled"],
         )
         # Entering a hosted coroutine from a trio task, and leaving it.
         NativeHosting.enter_in_task = _trio_c.HostingCore.enter_in_task  # type: ignore[method-assign]

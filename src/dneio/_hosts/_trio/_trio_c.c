@@ -532,6 +532,164 @@ ts_abort(TrioSlotCore *self, PyObject *raise_cancel)
     return Py_NewRef(cancelled ? abort_succeeded : abort_failed);
 }
 
+/* -- the continuation: a resumption before the task has parked -- */
+
+/* TrioContinuation's send, throw, call and _resume_unless_cancelled are
+ * Python, protected from Ctrl-C (see _runner.py), because resuming a
+ * parked task claims it and then steps it.  Resumed inside func, on the
+ * task's own thread, before the task has parked, a resumption only stores
+ * the outcome for the task to take: these compiled methods do that much
+ * (the core's resume, which runs no Python code in that case), and hand
+ * every other case to the Python methods, saved by setup_continuation(). */
+
+static PyObject *py_k_send = NULL, *py_k_throw = NULL, *py_k_resume = NULL;
+static PyObject *str_s, *str_resume;
+
+/* The slot of k if a resumption of k now only stores its outcome (a new
+ * reference); NULL without an exception otherwise. */
+static PyObject *
+pending_here(PyObject *k)
+{
+    PyObject *s = PyObject_GetAttr(k, str_s);
+    if (s == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(s, &TrioSlotCore_Type) || ((SlotCore *)s)->state != HS_PENDING) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    ThreadState *st = capi->current_state();
+    if (st == NULL) {
+        PyErr_Clear();
+        Py_DECREF(s);
+        return NULL;
+    }
+    int here = (PyObject *)st == ((SlotCore *)s)->home;
+    Py_DECREF(st);
+    if (!here) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* slot.resume(k, is_exc, value): True, or NULL. */
+static PyObject *
+resume_pending(PyObject *s, PyObject *k, int is_exc, PyObject *value)
+{
+    PyObject *args[4] = {s, k, is_exc ? Py_True : Py_False, value};
+    return PyObject_VectorcallMethod(str_resume, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+call_saved(PyObject *fn, PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
+        return NULL;
+    }
+    PyObject *all[3] = {k, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
+    return PyObject_Vectorcall(fn, all, nargs + 1, NULL);
+}
+
+static PyObject *
+tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1) {
+        PyObject *s = pending_here(k);
+        if (s != NULL) {
+            PyObject *r = resume_pending(s, k, 0, args[0]);
+            Py_DECREF(s);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+    }
+    return call_saved(py_k_send, k, args, nargs);
+}
+
+static PyObject *
+tk_throw(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 1 && PyExceptionInstance_Check(args[0])) {
+        PyObject *s = pending_here(k);
+        if (s != NULL) {
+            PyObject *r = resume_pending(s, k, 1, args[0]);
+            Py_DECREF(s);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+    }
+    return call_saved(py_k_throw, k, args, nargs);
+}
+
+static PyObject *
+tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2) {
+        PyObject *s = pending_here(k);
+        if (s != NULL) {
+            int is_exc = PyObject_IsTrue(args[0]);
+            PyObject *r = is_exc < 0 ? NULL : resume_pending(s, k, is_exc, args[1]);
+            Py_DECREF(s);
+            if (r == NULL) {
+                return NULL;
+            }
+            PyObject *pair = PyTuple_Pack(2, r, Py_None);
+            Py_DECREF(r);
+            return pair;
+        }
+    }
+    return call_saved(py_k_resume, k, args, nargs);
+}
+
+static PyMethodDef tk_send_def = {
+    "send", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL,
+    "send($self, value, /)\n--\n\nResume the task with value."};
+static PyMethodDef tk_call_def = {
+    "__call__", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL,
+    "__call__($self, value, /)\n--\n\nResume the task with value."};
+static PyMethodDef tk_throw_def = {
+    "throw", (PyCFunction)(void (*)(void))tk_throw, METH_FASTCALL,
+    "throw($self, exc, /)\n--\n\nResume the task by raising exc in it."};
+static PyMethodDef tk_resume_def = {
+    "_resume_unless_cancelled", (PyCFunction)(void (*)(void))tk_resume_unless_cancelled,
+    METH_FASTCALL, "Resume the task unless it is cancelled: (delivered, None)."};
+
+/* Give continuation_type the compiled methods above, in front of its
+ * Python ones (saved: they serve every other case). */
+static PyObject *
+setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "setup_continuation(type, send, throw, resume_unless_cancelled)");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)args[0];
+    Py_XSETREF(py_k_send, Py_NewRef(args[1]));
+    Py_XSETREF(py_k_throw, Py_NewRef(args[2]));
+    Py_XSETREF(py_k_resume, Py_NewRef(args[3]));
+    PyMethodDef *defs[4] = {&tk_send_def, &tk_call_def, &tk_throw_def, &tk_resume_def};
+    for (int i = 0; i < 4; i++) {
+        PyObject *descr = PyDescr_NewMethod(tp, defs[i]);
+        if (descr == NULL) {
+            return NULL;
+        }
+        int r = PyObject_SetAttrString((PyObject *)tp, defs[i]->ml_name, descr);
+        Py_DECREF(descr);
+        if (r < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 /* -- the wait: the slot is what the task's shift runs (through am_send) -- */
 
 static PySendResult
@@ -1131,6 +1289,9 @@ disable(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef module_methods[] = {
+    {"setup_continuation", (PyCFunction)(void (*)(void))setup_continuation, METH_FASTCALL,
+     "Put the compiled send, throw, call and _resume_unless_cancelled in front of a "
+     "continuation class's Python ones."},
     {"disable", disable, METH_NOARGS,
      "Let the Python methods serve: the slot's wake-up and checks go to them."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
@@ -1205,6 +1366,8 @@ PyInit__trio_c(void)
     INTERN(str_try_cancel, "try_cancel");
     INTERN(str_asyncio, "asyncio");
     INTERN(str_records, "records");
+    INTERN(str_s, "_s");
+    INTERN(str_resume, "resume");
     INTERN(str_enter, "enter");
     INTERN(str_leave, "leave");
     INTERN(str_enter_in_task, "enter_in_task");
