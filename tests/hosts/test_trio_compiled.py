@@ -94,7 +94,8 @@ def test_resumed_inside_func_each_way(path: str) -> None:
         log.append(await shift(twice))
 
         def bad(k: Any) -> None:
-            for call in (lambda: k.throw("not an exception"), lambda: k.send(), lambda: k.send(1, 2)):
+            calls = (lambda: k.throw("not an exception"), lambda: k.send(), lambda: k.send(1, 2))
+            for call in calls:
                 try:
                     call()
                 except TypeError:
