@@ -414,3 +414,99 @@ def test_each_hook_keeps_native_code_in_its_own_trio_task(path: str, hook: str) 
         assert installed is HOSTING
     else:
         assert type(installed).__module__.endswith(f"_{hook}_c")
+
+
+# -- what a review found ----------------------------------------------------------------
+
+
+def test_the_first_task_of_a_run_parks_before_trio_has_made_its_token(path: str) -> None:
+    """trio makes a run's token only when asked: the first shift of a fresh
+    run must still leave a continuation that can be resumed from another
+    thread, or dropped."""
+    import threading
+
+    from dneio import ContinuationDropped
+
+    def from_a_thread() -> Any:
+        async def main() -> Any:
+            box: list[Any] = []
+            async with trio.open_nursery() as nursery:
+
+                async def parked() -> None:
+                    box.append(await shift(box.append))
+
+                nursery.start_soon(parked)
+                await trio.testing.wait_all_tasks_blocked()
+                k = box.pop()
+                thread = threading.Thread(target=k.send, args=("from a thread",))
+                thread.start()
+                await trio.to_thread.run_sync(thread.join)
+            return box
+
+        return trio.run(main)
+
+    def dropped() -> Any:
+        async def main() -> Any:
+            got: list[Any] = []
+            try:
+                await shift(lambda k: None)
+            except ContinuationDropped:
+                got.append("dropped")
+            return got
+
+        return trio.run(main)
+
+    assert from_a_thread() == ["from a thread"]
+    assert dropped() == ["dropped"]
+
+
+def test_an_instrument_added_during_a_step_sees_it_end(path: str) -> None:
+    seen: list[str] = []
+
+    class After(trio.abc.Instrument):
+        def after_task_step(self, task: Any) -> None:
+            if task.name == "parked":
+                seen.append("after")
+
+    async def then(log: list[Any]) -> None:
+        tl.add_instrument(After())
+        seen.append("ran")
+        await trio.sleep(0)
+
+    _park_and_wake(then)
+    assert seen[:2] == ["ran", "after"]
+
+
+def test_the_python_trio_hosting_stays_protected_under_the_asyncio_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the asyncio hook is compiled but trio's hosting is the Python
+    one, entering the host from a trio task goes through the protected
+    Python hook, as without the compiled one."""
+    from dneio._hosts._asyncio import _runner as _asyncio_runner
+
+    if _asyncio_runner._asyncio_c is None:
+        pytest.skip("the asyncio part is not compiled here")
+    protected: list[bool] = []
+    real = _trio_internals.make_current
+
+    def recording(task: Any) -> None:
+        protected.append(tl.currently_ki_protected())
+        real(task)
+
+    monkeypatch.setattr(_trio_internals, "make_current", recording)
+    try:
+        _runner._setup_compiled(False)
+        _asyncio_runner._setup_compiled()
+
+        async def main() -> None:
+            async def native() -> None:
+                await trio.sleep(0)
+
+            reset(native())
+
+        trio.run(main)
+    finally:
+        monkeypatch.undo()
+        _runner._setup_compiled()
+    assert protected and all(protected)

@@ -605,8 +605,10 @@ go_am_send(GetOne *self, PyObject *arg, PyObject **result)
         self->state = GO_SHIFT;
     }
     if (self->state == GO_SHIFT) {
-        PySendResult r = PyIter_Send(self->inner, arg, result);
-        if (r != PYGEN_NEXT) {
+        PyObject *inner = Py_NewRef(self->inner); /* held while it runs */
+        PySendResult r = PyIter_Send(inner, arg, result);
+        Py_DECREF(inner);
+        if (r != PYGEN_NEXT && self->state == GO_SHIFT) {
             self->state = GO_DONE;
             Py_CLEAR(self->inner);
         }
@@ -1051,9 +1053,6 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "setup: reply_type must be a subclass of ReplyCore");
         return NULL;
     }
-    Py_XSETREF(native_type, Py_NewRef(a[5]));
-    Py_XSETREF(never_cancelled, Py_NewRef(a[6]));
-    Py_XSETREF(reply_type, Py_NewRef(a[7]));
     if (!PyType_Check(a[4]) || !PyType_IsSubtype((PyTypeObject *)a[4], &QueueCore_Type)) {
         PyErr_SetString(PyExc_TypeError, "setup: queue_type must be a subclass of RequestQueueCore");
         return NULL;
@@ -1068,6 +1067,9 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(py_request_cb, Py_NewRef(a[0]));
     Py_XSETREF(py_get_one_cb, Py_NewRef(a[1]));
     Py_XSETREF(py_resume_unless_cancelled, Py_NewRef(a[2]));
+    Py_XSETREF(native_type, Py_NewRef(a[5]));
+    Py_XSETREF(never_cancelled, Py_NewRef(a[6]));
+    Py_XSETREF(reply_type, Py_NewRef(a[7]));
     Py_XSETREF(shift, Py_NewRef(a[3]));
     Py_RETURN_NONE;
 }

@@ -1026,7 +1026,15 @@ fast_enter(Hook *self, PyObject *coro)
     }
     if (trio != Py_None) {
         /* A trio run is active: HOSTING.enter asks it first (a trio task
-         * may be running here), then the asyncio part, as below. */
+         * may be running here), then the asyncio part, as below.  Only a
+         * compiled enter_in_task is asked from here: it runs no Python code
+         * where a Ctrl-C could land; the Python one is asked by HOSTING's
+         * enter, which trio protects. */
+        PyObject *enter = _PyType_Lookup(Py_TYPE(trio), str_enter_in_task); /* borrowed */
+        if (enter == NULL || PyFunction_Check(enter)) {
+            Py_DECREF(trio);
+            return NULL;  /* Python decides */
+        }
         token = PyObject_CallMethodOneArg(trio, str_enter_in_task, coro);
         Py_DECREF(trio);
         if (token != Py_None) {
@@ -1179,8 +1187,11 @@ hook_leave(Hook *self, PyObject *token)
 {
     if (!PyTuple_CheckExact(token) || PyTuple_GET_SIZE(token) != 7
         || PyTuple_GET_ITEM(token, 0) != (PyObject *)self) {
-        if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) > 0) {
-            /* Another part's token: what HOSTING.leave does with it. */
+        if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) > 0
+            && PyCFunction_Check(PyTuple_GET_ITEM(token, 0))) {
+            /* Another part's compiled token: what HOSTING.leave does with
+             * it (a Python one goes through HOSTING.leave, which trio
+             * protects from Ctrl-C). */
             return PyObject_CallOneArg(PyTuple_GET_ITEM(token, 0), token);
         }
         PyObject *call[2] = {self->hosting, token};

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the trio release
 __all__ = [
     "WaitTaskRescheduled",
     "after_send",
+    "after_task_step",
     "check",
     "clear_current",
     "compiled_step_problem",
@@ -200,6 +201,11 @@ def after_send(task: Any, runner: Any, kind: str, x: Any) -> None:
         )
         runner.reschedule(task, foreign)
         task._next_send_fn = task.coro.throw
+
+
+def after_task_step(task: Any, runner: Any) -> None:
+    """The compiled step's way to tell an instrument added during the step that it ended."""
+    runner.instruments.call("after_task_step", task)
 
 
 def deliver_pending_cancel(task: Any) -> None:

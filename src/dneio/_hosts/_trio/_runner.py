@@ -351,7 +351,8 @@ class _Run:
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
-        self.token = runner.trio_token
+        # trio makes a run's token on first request; this is the run's thread.
+        self.token = tl.current_trio_token()
         self.free: list[_Host] = []
         self.stuck: set[_Host] = set()
         self.watcher: Any = None
@@ -580,6 +581,8 @@ def _setup_compiled(use: bool = True) -> str:
             deliver_pending_cancel=tl.enable_ki_protection(_trio_internals.deliver_pending_cancel),
             abort_succeeded=tl.Abort.SUCCEEDED,
             abort_failed=tl.Abort.FAILED,
+            after_task_step=tl.enable_ki_protection(_trio_internals.after_task_step),
+            current_trio_token=tl.current_trio_token,
             fast_trap=_trio_internals.plain_trap_ok(),
         )
         # A resumption before the task has parked (inside func, on its

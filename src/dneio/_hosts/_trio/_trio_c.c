@@ -36,6 +36,8 @@ static PyObject *woken = NULL;             /* what a synchronous wake-up sends *
 static PyObject *py_step = NULL;           /* _internals.step(task, send) */
 static PyObject *py_after_send = NULL;     /* _internals.after_send(task, runner, kind, x) */
 static PyObject *py_deliver_cancel = NULL; /* _internals.deliver_pending_cancel(task) */
+static PyObject *py_after_task_step = NULL; /* _internals.after_task_step(task, runner) */
+static PyObject *current_trio_token = NULL; /* trio.lowlevel.current_trio_token */
 /* May a WaitTaskRescheduled be made without calling its class (which runs
  * the __init__ attrs wrote)?  setup() is told, by a check in Python. */
 static int fast_trap = 0;
@@ -324,8 +326,15 @@ after_wait(PyObject *task, PyObject *trio_runner, PyObject *msg)
 static PyObject *
 step(PyObject *task, PyObject *send)
 {
+    if (py_step == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio core is not set up");
+        return NULL;
+    }
+    /* Held: a disable() meanwhile (the Python it may run) cannot take it. */
+    PyObject *fallback = Py_NewRef(py_step);
     PyObject *d = context_dict();
     if (d == NULL) {
+        Py_DECREF(fallback);
         return NULL;
     }
     PyObject *trio_runner = PyObject_GetAttr(task, str_task_runner);
@@ -357,7 +366,7 @@ step(PyObject *task, PyObject *send)
     }
     if (python) {
         if (python > 0) {
-            result = PyObject_CallFunctionObjArgs(py_step, task, send, NULL);
+            result = PyObject_CallFunctionObjArgs(fallback, task, send, NULL);
         }
         goto done;
     }
@@ -415,6 +424,18 @@ step(PyObject *task, PyObject *send)
         }
         Py_DECREF(r);
     }
+    /* An instrument added during the step sees its end, as in trio's loop. */
+    int watched = steps_watched(trio_runner);
+    if (watched < 0) {
+        goto restore;
+    }
+    if (watched) {
+        PyObject *r = PyObject_CallFunctionObjArgs(py_after_task_step, task, trio_runner, NULL);
+        if (r == NULL) {
+            goto restore;
+        }
+        Py_DECREF(r);
+    }
     result = Py_NewRef(Py_None);
 restore:
     Py_XDECREF(msg);
@@ -441,6 +462,7 @@ done:
     Py_XDECREF(coro);
     Py_XDECREF(trio_runner);
     Py_DECREF(d);
+    Py_DECREF(fallback);
     return result;
 }
 
@@ -779,8 +801,8 @@ ts_close(TrioSlotCore *self, PyObject *unused)
 }
 
 static PyMemberDef ts_members[] = {
-    {"task", T_OBJECT_EX, offsetof(TrioSlotCore, task), 0, "the parked trio task"},
-    {"token", T_OBJECT_EX, offsetof(TrioSlotCore, token), 0, "its run's TrioToken"},
+    {"task", T_OBJECT_EX, offsetof(TrioSlotCore, task), READONLY, "the parked trio task"},
+    {"token", T_OBJECT_EX, offsetof(TrioSlotCore, token), READONLY, "its run's TrioToken"},
     {NULL}
 };
 
@@ -883,6 +905,11 @@ shift_if_in_task(PyObject *module, PyObject *func)
     }
     token = PyObject_GetAttr(trio_runner, str_trio_token);
     Py_DECREF(trio_runner);
+    if (token == Py_None) {
+        /* trio makes a run's token on first request: ask for it (before
+         * func runs, so nothing is handed out yet). */
+        Py_SETREF(token, PyObject_CallNoArgs(current_trio_token));
+    }
     if (token == NULL || (st = capi->current_state()) == NULL) {
         goto done;
     }
@@ -1237,12 +1264,13 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {
         "run_context", "runner", "hosting", "start_hosting", "slot_type",
         "continuation_type", "wait_type", "woken", "step", "after_send",
-        "deliver_pending_cancel", "abort_succeeded", "abort_failed", "fast_trap", NULL};
-    PyObject *a[13];
+        "deliver_pending_cancel", "abort_succeeded", "abort_failed", "after_task_step",
+        "current_trio_token", "fast_trap", NULL};
+    PyObject *a[15];
     int fast = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOOOp:setup", kwlist, &a[0], &a[1],
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOOOOOp:setup", kwlist, &a[0], &a[1],
                                      &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8], &a[9],
-                                     &a[10], &a[11], &a[12], &fast)) {
+                                     &a[10], &a[11], &a[12], &a[13], &a[14], &fast)) {
         return NULL;
     }
     if (!PyType_Check(a[4]) || !PyType_IsSubtype((PyTypeObject *)a[4], &TrioSlotCore_Type)) {
@@ -1275,6 +1303,8 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(py_deliver_cancel, Py_NewRef(a[10]));
     Py_XSETREF(abort_succeeded, Py_NewRef(a[11]));
     Py_XSETREF(abort_failed, Py_NewRef(a[12]));
+    Py_XSETREF(py_after_task_step, Py_NewRef(a[13]));
+    Py_XSETREF(current_trio_token, Py_NewRef(a[14]));
     fast_trap = fast;
     Py_RETURN_NONE;
 }

@@ -28,6 +28,8 @@ def setup(
     deliver_pending_cancel: Callable[[Any], None],
     abort_succeeded: Any,
     abort_failed: Any,
+    after_task_step: Callable[[Any, Any], None],
+    current_trio_token: Callable[[], Any],
     fast_trap: bool,
 ) -> None: ...
 def disable() -> None: ...
