@@ -566,15 +566,24 @@ ts_abort(TrioSlotCore *self, PyObject *raise_cancel)
 
 static PyObject *py_k_send = NULL, *py_k_throw = NULL, *py_k_resume = NULL;
 static PyObject *str_s, *str_resume;
+static PyTypeObject *k_type = NULL;   /* the continuation class */
+static Py_ssize_t k_slot_offset = -1; /* where its instances hold their slot (_s) */
 
 /* The slot of k if a resumption of k now only stores its outcome (a new
  * reference); NULL without an exception otherwise. */
 static PyObject *
 pending_here(PyObject *k)
 {
-    PyObject *s = PyObject_GetAttr(k, str_s);
-    if (s == NULL) {
+    PyObject *s;
+    if (k_slot_offset >= 0 && PyObject_TypeCheck(k, k_type)) {
+        s = *(PyObject **)((char *)k + k_slot_offset);
+        Py_XINCREF(s);
+    }
+    else {
+        s = PyObject_GetAttr(k, str_s);
         PyErr_Clear();
+    }
+    if (s == NULL) {
         return NULL;
     }
     if (!PyObject_TypeCheck(s, &TrioSlotCore_Type) || ((SlotCore *)s)->state != HS_PENDING) {
@@ -694,6 +703,16 @@ setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)args[0];
+    /* Where the slot is: the offset of the _s member, if it is a plain one. */
+    PyObject *member = _PyType_Lookup(tp, str_s); /* borrowed */
+    k_slot_offset = -1;
+    if (member != NULL && Py_IS_TYPE(member, &PyMemberDescr_Type)) {
+        PyMemberDef *def = ((PyMemberDescrObject *)member)->d_member;
+        if (def->type == T_OBJECT || def->type == T_OBJECT_EX) {
+            k_slot_offset = def->offset;
+        }
+    }
+    Py_XSETREF(k_type, (PyTypeObject *)Py_NewRef(tp));
     Py_XSETREF(py_k_send, Py_NewRef(args[1]));
     Py_XSETREF(py_k_throw, Py_NewRef(args[2]));
     Py_XSETREF(py_k_resume, Py_NewRef(args[3]));
