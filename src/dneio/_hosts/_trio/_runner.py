@@ -539,6 +539,7 @@ RUNNER = TrioRunner()
 
 
 _py_enter_in_task = NativeHosting.enter_in_task
+_py_shift_if_in_task = TrioRunner.shift_if_in_task
 # The continuation's protected Python methods (the compiled ones in front of
 # them serve only a resumption that just stores its outcome).
 _py_continuation = {
@@ -559,7 +560,7 @@ def _setup_compiled(use: bool = True) -> str:
             _trio_c.disable()
             if type(HOSTING.compiled) is _trio_c.Hook:
                 HOSTING.set_compiled(None)
-        vars(RUNNER).pop("shift_if_in_task", None)
+        TrioRunner.shift_if_in_task = _py_shift_if_in_task  # type: ignore[method-assign]
         NativeHosting.enter_in_task = _py_enter_in_task  # type: ignore[method-assign]
         for name, method in _py_continuation.items():
             setattr(TrioContinuation, name, method)
@@ -601,7 +602,9 @@ def _setup_compiled(use: bool = True) -> str:
             HOSTING.set_compiled(_trio_c.Hook(HOSTING))
         # A task's shift: one compiled call (the registry asks it first, for
         # every host task's shift, once trio is loaded).
-        RUNNER.shift_if_in_task = _trio_c.shift_if_in_task  # type: ignore[method-assign]
+        # (A class attribute: an instance one would cost the runner's other
+        # attribute reads their fast path.)
+        TrioRunner.shift_if_in_task = staticmethod(_trio_c.shift_if_in_task)  # type: ignore[method-assign]
     _registry.refresh_hot_path()
     return problem
 
