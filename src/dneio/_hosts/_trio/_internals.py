@@ -159,7 +159,14 @@ def step(task: Any, send: Any) -> None:
         else:
             kind, x = "yielded", msg
             del msg
-        after_send(task, runner, kind, x)
+        if kind == "yielded" and type(x) is WaitTaskRescheduled and not runner.ki_pending:
+            # The common case, inline: the task waits again.
+            task._schedule_points += 1
+            task._cancel_points += 1
+            task._abort_func = x.abort_func
+            task._attempt_delivery_of_any_pending_cancel()
+        else:
+            after_send(task, runner, kind, x)
         del x
         if "after_task_step" in runner.instruments:
             runner.instruments.call("after_task_step", task)
