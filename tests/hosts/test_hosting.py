@@ -643,3 +643,48 @@ def test_a_host_left_cancelling_is_not_handed_on(asyncio_hook: str) -> None:
     assert first is cancelling
     assert third is not cancelling
     assert ended
+
+
+def test_an_error_checking_a_free_host_is_raised_and_an_odd_free_list_is_handled(
+    asyncio_hook: str,
+) -> None:
+    import asyncio
+    import collections
+
+    from dneio._hosts._asyncio import _runner
+    from dneio._hosts._asyncio._runner import RUNNER
+
+    class Broken:
+        def cancelling(self) -> int:
+            raise ValueError("cannot tell")
+
+    async def main() -> tuple[str, list[Any]]:
+        seen: list[Any] = []
+
+        async def native() -> None:
+            seen.append(asyncio.current_task())
+
+        reset(native())  # its host is kept free
+        loop = asyncio.get_running_loop()
+        [host] = RUNNER.hosting.free[id(loop)]
+        real, host.task = host.task, Broken()
+        refused = native()
+        try:
+            reset(refused)
+        except ValueError as exc:
+            raised = str(exc)
+            refused.close()  # it never ran
+        finally:
+            host.task = real
+            _runner._quit(host)
+        # A free list that is not a list: the reference copes, and so must
+        # the compiled release.
+        RUNNER.hosting.free[id(loop)] = collections.deque()  # type: ignore[assignment]
+        reset(native())
+        reset(native())
+        await asyncio.sleep(0)
+        return raised, seen
+
+    raised, seen = asyncio.run(main())
+    assert raised == "cannot tell"
+    assert len(seen) == 3

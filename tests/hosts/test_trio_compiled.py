@@ -70,6 +70,32 @@ def test_which_path_serves(path: str) -> None:
         assert _is_compiled(_runner.TrioContinuation.__dict__[name]) is compiled
 
 
+def test_continuations_take_keywords_as_the_python_methods_do(path: str) -> None:
+    async def main() -> list[Any]:
+        log: list[Any] = []
+        log.append(await shift(lambda k: k.send(value="early")))
+        log.append(
+            await shift(lambda k: log.append(k._resume_unless_cancelled(is_exc=False, value=2)))
+        )
+        box: list[Any] = []
+        async with trio.open_nursery() as nursery:
+
+            async def parked() -> None:
+                log.append(await shift(box.append))
+                try:
+                    await shift(box.append)
+                except KeyError as exc:
+                    log.append(repr(exc))
+
+            nursery.start_soon(parked)
+            await trio.testing.wait_all_tasks_blocked()
+            box.pop().send(value="parked")
+            box.pop().throw(exc=KeyError("thrown"))
+        return log
+
+    assert trio.run(main) == ["early", (True, None), 2, "parked", "KeyError('thrown')"]
+
+
 def test_resumed_inside_func_each_way(path: str) -> None:
     """Inside func, on the task's thread, a resumption only stores the
     outcome (compiled where it can be); every other call goes to Python."""

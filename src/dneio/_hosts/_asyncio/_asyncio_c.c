@@ -973,7 +973,10 @@ release_host(PyObject *aio, PyObject *coro, PyObject *host)
             PyObject *empty = PyList_New(0);
             PyObject *free = empty == NULL ? NULL : PyDict_SetDefault(frees, lkey, empty);
             Py_XDECREF(empty);
-            if (free != NULL && PyList_CheckExact(free)) {
+            if (free != NULL && !PyList_CheckExact(free)) {
+                kept = -2; /* not as expected: Python's */
+            }
+            else if (free != NULL) {
                 kept = 0;
                 if (PyList_GET_SIZE(free) < free_hosts) {
                     int known = PyDict_Contains(loops, lkey);
@@ -1077,6 +1080,9 @@ fast_enter(Hook *self, PyObject *coro)
         }
         host = take_free_host(aio, coro, loop);
         if (host == NULL && PyErr_Occurred()) {
+            /* It may have taken hosts off the free list: the error is
+             * raised here, as the reference's _host_for raises it. */
+            failed = 1;
             goto done;
         }
         if (host == NULL) {
@@ -1245,7 +1251,6 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
                                      &a[9], &a[10], &a[11], &nfree)) {
         return NULL;
     }
-    free_hosts = nfree;
     if (!PyType_Check(a[7]) || !PyType_IsSubtype((PyTypeObject *)a[7], &AsyncioSlotCore_Type)) {
         PyErr_SetString(PyExc_TypeError, "slot_type must be a subclass of AsyncioSlotCore");
         return NULL;
@@ -1273,6 +1278,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "current_tasks must be a dict or None");
         return NULL;
     }
+    free_hosts = nfree;
     Py_XSETREF(swap_task, Py_NewRef(a[10]));
     Py_XSETREF(current_tasks, Py_NewRef(a[11]));
     Py_RETURN_NONE;

@@ -575,7 +575,7 @@ static PyObject *
 pending_here(PyObject *k)
 {
     PyObject *s;
-    if (k_slot_offset >= 0 && PyObject_TypeCheck(k, k_type)) {
+    if (k_slot_offset >= 0 && Py_TYPE(k) == k_type) {
         s = *(PyObject **)((char *)k + k_slot_offset);
         Py_XINCREF(s);
     }
@@ -613,21 +613,40 @@ resume_pending(PyObject *s, PyObject *k, int is_exc, PyObject *value)
     return PyObject_VectorcallMethod(str_resume, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* fn(k, *args, **kwargs), with the arguments of a vectorcall. */
 static PyObject *
-call_saved(PyObject *fn, PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+call_saved(PyObject *fn, PyObject *k, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
 {
     if (fn == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
         return NULL;
     }
-    PyObject *all[3] = {k, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
-    return PyObject_Vectorcall(fn, all, nargs + 1, NULL);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *positional = PyTuple_New(nargs + 1);
+    if (positional == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(positional, 0, Py_NewRef(k));
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(positional, i + 1, Py_NewRef(args[i]));
+    }
+    PyObject *keywords = nkw ? PyDict_New() : NULL;
+    for (Py_ssize_t i = 0; keywords != NULL && i < nkw; i++) {
+        if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+            Py_CLEAR(keywords);
+        }
+    }
+    PyObject *r = nkw && keywords == NULL ? NULL : PyObject_Call(fn, positional, keywords);
+    Py_DECREF(positional);
+    Py_XDECREF(keywords);
+    return r;
 }
 
 static PyObject *
-tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 1) {
+    if (kwnames == NULL && nargs == 1) {
         PyObject *s = pending_here(k);
         if (s != NULL) {
             PyObject *r = resume_pending(s, k, 0, args[0]);
@@ -639,13 +658,13 @@ tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
         }
     }
-    return call_saved(py_k_send, k, args, nargs);
+    return call_saved(py_k_send, k, args, nargs, kwnames);
 }
 
 static PyObject *
-tk_throw(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+tk_throw(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 1 && PyExceptionInstance_Check(args[0])) {
+    if (kwnames == NULL && nargs == 1 && PyExceptionInstance_Check(args[0])) {
         PyObject *s = pending_here(k);
         if (s != NULL) {
             PyObject *r = resume_pending(s, k, 1, args[0]);
@@ -657,13 +676,13 @@ tk_throw(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
         }
     }
-    return call_saved(py_k_throw, k, args, nargs);
+    return call_saved(py_k_throw, k, args, nargs, kwnames);
 }
 
 static PyObject *
-tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
+tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 2) {
+    if (kwnames == NULL && nargs == 2) {
         PyObject *s = pending_here(k);
         if (s != NULL) {
             int is_exc = PyObject_IsTrue(args[0]);
@@ -677,21 +696,21 @@ tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs)
             return pair;
         }
     }
-    return call_saved(py_k_resume, k, args, nargs);
+    return call_saved(py_k_resume, k, args, nargs, kwnames);
 }
 
 static PyMethodDef tk_send_def = {
-    "send", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL,
+    "send", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL | METH_KEYWORDS,
     "send($self, value, /)\n--\n\nResume the task with value."};
 static PyMethodDef tk_call_def = {
-    "__call__", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL,
+    "__call__", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL | METH_KEYWORDS,
     "__call__($self, value, /)\n--\n\nResume the task with value."};
 static PyMethodDef tk_throw_def = {
-    "throw", (PyCFunction)(void (*)(void))tk_throw, METH_FASTCALL,
+    "throw", (PyCFunction)(void (*)(void))tk_throw, METH_FASTCALL | METH_KEYWORDS,
     "throw($self, exc, /)\n--\n\nResume the task by raising exc in it."};
 static PyMethodDef tk_resume_def = {
     "_resume_unless_cancelled", (PyCFunction)(void (*)(void))tk_resume_unless_cancelled,
-    METH_FASTCALL, "Resume the task unless it is cancelled: (delivered, None)."};
+    METH_FASTCALL | METH_KEYWORDS, "Resume the task unless it is cancelled: (delivered, None)."};
 
 /* Give continuation_type the compiled methods above, in front of its
  * Python ones (saved: they serve every other case). */
@@ -701,6 +720,14 @@ setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (nargs != 4 || !PyType_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "setup_continuation(type, send, throw, resume_unless_cancelled)");
         return NULL;
+    }
+    for (int i = 1; i < 4; i++) {
+        if (!PyCallable_Check(args[i]) || Py_IS_TYPE(args[i], &PyMethodDescr_Type)) {
+            /* A compiled method here would be these very ones: endless. */
+            PyErr_SetString(PyExc_TypeError,
+                            "setup_continuation takes the class's Python methods");
+            return NULL;
+        }
     }
     PyTypeObject *tp = (PyTypeObject *)args[0];
     /* Where the slot is: the offset of the _s member, if it is a plain one. */
