@@ -272,20 +272,23 @@ print("missing", len(missing), "sent", len(sent), "got", len(got), flush=True)
 """
 
 
-@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
-def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
-    pytest.importorskip("trio")
-    rng = random.Random(1)
-    for _ in range(20):
+def _interrupted_runs(
+    program: str, trials: int, seed: int, most: float
+) -> list[tuple[str, str]]:
+    """Run ``program`` ``trials`` times, each sent SIGINT at a random moment
+    (up to ``most`` seconds) once it prints "ready": the output of each."""
+    rng = random.Random(seed)
+    outs = []
+    for _ in range(trials):
         proc = subprocess.Popen(
-            [sys.executable, "-c", _KI_PROGRAM],
+            [sys.executable, "-c", program],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.random() * 0.03)
+        time.sleep(rng.random() * most)
         proc.send_signal(signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=15)
@@ -294,6 +297,14 @@ def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
             proc.communicate()
             raise AssertionError("trio.run did not end after Ctrl-C") from None
         assert proc.returncode == 0, err
+        outs.append((out, err))
+    return outs
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_while_resuming_trio_tasks_always_ends_the_run() -> None:
+    pytest.importorskip("trio")
+    for out, err in _interrupted_runs(_KI_PROGRAM, trials=20, seed=1, most=0.03):
         # Every send that returned was delivered.
         assert out.split()[:2] == ["missing", "0"], out + err
 
@@ -369,25 +380,7 @@ def test_ctrl_c_while_trio_tasks_request_from_a_native_server_always_ends_the_ru
     enter a native server's host (all compiled where the core is): the run
     ends, and every reply whose send returned was delivered."""
     pytest.importorskip("trio")
-    rng = random.Random(2)
-    for _ in range(10):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _KI_REQUESTS_PROGRAM],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.random() * 0.05)
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise AssertionError("trio.run did not end after Ctrl-C") from None
-        assert proc.returncode == 0, err
+    for out, err in _interrupted_runs(_KI_REQUESTS_PROGRAM, trials=10, seed=2, most=0.05):
         words = out.split()
         assert words[:2] == ["missing", "0"], out + err
         assert int(words[3]) > 0  # replies were flowing when Ctrl-C came

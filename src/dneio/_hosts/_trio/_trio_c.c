@@ -643,19 +643,32 @@ call_saved(PyObject *fn, PyObject *k, PyObject *const *args, Py_ssize_t nargs,
     return r;
 }
 
+/* Resume k with the outcome if that only stores it (see pending_here):
+ * 1 done, 0 not (nothing done), -1 error.  No Python code runs between
+ * the check and the resume. */
+static int
+store_if_pending(PyObject *k, int is_exc, PyObject *value)
+{
+    PyObject *s = pending_here(k);
+    if (s == NULL) {
+        return 0;
+    }
+    PyObject *r = resume_pending(s, k, is_exc, value);
+    Py_DECREF(s);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
 static PyObject *
 tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames == NULL && nargs == 1) {
-        PyObject *s = pending_here(k);
-        if (s != NULL) {
-            PyObject *r = resume_pending(s, k, 0, args[0]);
-            Py_DECREF(s);
-            if (r == NULL) {
-                return NULL;
-            }
-            Py_DECREF(r);
-            Py_RETURN_NONE;
+        int done = store_if_pending(k, 0, args[0]);
+        if (done != 0) {
+            return done < 0 ? NULL : Py_NewRef(Py_None);
         }
     }
     return call_saved(py_k_send, k, args, nargs, kwnames);
@@ -665,15 +678,9 @@ static PyObject *
 tk_throw(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames == NULL && nargs == 1 && PyExceptionInstance_Check(args[0])) {
-        PyObject *s = pending_here(k);
-        if (s != NULL) {
-            PyObject *r = resume_pending(s, k, 1, args[0]);
-            Py_DECREF(s);
-            if (r == NULL) {
-                return NULL;
-            }
-            Py_DECREF(r);
-            Py_RETURN_NONE;
+        int done = store_if_pending(k, 1, args[0]);
+        if (done != 0) {
+            return done < 0 ? NULL : Py_NewRef(Py_None);
         }
     }
     return call_saved(py_k_throw, k, args, nargs, kwnames);
@@ -683,17 +690,15 @@ static PyObject *
 tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames == NULL && nargs == 2) {
-        PyObject *s = pending_here(k);
-        if (s != NULL) {
-            int is_exc = PyObject_IsTrue(args[0]);
-            PyObject *r = is_exc < 0 ? NULL : resume_pending(s, k, is_exc, args[1]);
-            Py_DECREF(s);
-            if (r == NULL) {
-                return NULL;
-            }
-            PyObject *pair = PyTuple_Pack(2, r, Py_None);
-            Py_DECREF(r);
-            return pair;
+        /* Its truth first: that may run Python code. */
+        int is_exc = PyObject_IsTrue(args[0]);
+        if (is_exc < 0) {
+            return NULL;
+        }
+        int done = store_if_pending(k, is_exc, args[1]);
+        if (done != 0) {
+            /* A pending task is never cancelled: delivered. */
+            return done < 0 ? NULL : PyTuple_Pack(2, Py_True, Py_None);
         }
     }
     return call_saved(py_k_resume, k, args, nargs, kwnames);
