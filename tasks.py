@@ -27,12 +27,14 @@ on 3.13 but fails on import. A Python that is not found, and a run that
 cannot be done, is announced before the runs and in the summary at the end;
 it does not fail the job (whoever has one Python gets a full run on it).
 
-All environments are set up first, one after the other; each is created on
-first use and refreshed when pyproject.toml, setup.py, the constraints or
-its Python change. Then the runs go two at a time (a pass keeps a core busy
-less than half of the time), each one's output shown whole when it ends;
-every run is done even when another fails. Then mypy --strict and ruff run
-once, in .venv, and a summary says what passed. The job fails if anything
+The environments are set up one after the other, newest Python first;
+each is created on first use and refreshed when pyproject.toml, setup.py,
+the C sources, the constraints or its Python change. Meanwhile the runs
+go two at a time (a pass keeps a core busy less than half of the time),
+each as soon as every environment of its Python is set up, each one's
+output shown whole when it ends; every run is done even when another
+fails. mypy --strict and ruff run once, in .venv, and a summary says what
+passed. The job fails if anything
 failed, a pytest pass that collected no tests included.
 
 Options, before any argument for pytest (all others go on to each pytest run):
@@ -212,7 +214,7 @@ def _python(env: Path) -> str:
     return str(env / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
 
 
-def _ensure(env: Env) -> str:
+def _ensure(env: Env, out: IO[str] | None = None) -> str:
     """Create or refresh ``env`` with dneio and its extras installed; its python."""
     inputs = [(ROOT / "pyproject.toml").read_bytes(), (ROOT / "setup.py").read_bytes()]
     # The compiled core is built in place by the install: a changed C source
@@ -227,16 +229,16 @@ def _ensure(env: Env) -> str:
         return _python(env.path)
     pins = f", pinned by {os.path.relpath(env.constraints, ROOT)}" if env.constraints else ""
     print(f"setting up {env.path.name}: Python {env.python.full}, dneio[{env.extras}]{pins}",
-          flush=True)
-    if _run([env.python.exe, "-m", "venv", "--clear", str(env.path)]) != 0:
+          file=out or sys.stdout, flush=True)
+    if _run([env.python.exe, "-m", "venv", "--clear", str(env.path)], None, out) != 0:
         raise Failed(f"could not create {env.path.name}")
     py = _python(env.path)
-    if _run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"]) != 0:
+    if _run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"], None, out) != 0:
         raise Failed(f"could not upgrade pip in {env.path.name}")
     cmd = [py, "-m", "pip", "install", "-q", "-e", f".[{env.extras}]"]
     if env.constraints is not None:
         cmd += ["-c", str(env.constraints)]
-    if _run(cmd) != 0:
+    if _run(cmd, None, out) != 0:
         raise Failed(f"could not install dneio[{env.extras}]{pins} in {env.path.name}")
     stamp.write_text(digest)
     return py
@@ -345,23 +347,45 @@ def test(args: list[str]) -> None:
         print(f"  {name:30} NOT RUN: {why}")
     if listing:
         return
-
-    # Set up every environment before any test runs, one at a time: pip builds the
-    # compiled core in place, under src/, for each of them.
+    # Environments are set up one at a time, newest Python first, in a thread of their
+    # own, while the runs whose environments are ready already go. pip builds the
+    # compiled core in place, under src/, with one file per Python version: so no two
+    # installs overlap, and no run starts on a Python before every environment of that
+    # Python is set up (an install would otherwise rewrite a module a run has loaded).
     lint = _here()
+    envs = sorted(dict.fromkeys([*(run.env for run in runs), lint]),
+                  key=lambda e: _key(e.python.version), reverse=True)
     pythons: dict[Env, str] = {}
     broken: dict[Env, str] = {}
-    for env in dict.fromkeys([*(run.env for run in runs), lint]):
-        try:
-            pythons[env] = _ensure(env)
-        except Failed as e:
-            print(e, flush=True)
-            broken[env] = str(e)
-    set_up = time.monotonic() - start
-
+    ready = {env.python.version: threading.Event() for env in envs}
     printing = threading.Lock()
+    set_up_took: list[float] = []
+
+    def set_up() -> None:
+        t0 = time.monotonic()
+        try:
+            for i, env in enumerate(envs):
+                with tempfile.TemporaryFile("w+") as out:
+                    try:
+                        pythons[env] = _ensure(env, out)
+                    except Failed as e:
+                        print(e, file=out, flush=True)
+                        broken[env] = str(e)
+                    out.seek(0)
+                    with printing:
+                        shutil.copyfileobj(out, sys.stdout)
+                        sys.stdout.flush()
+                if all(later.python.version != env.python.version for later in envs[i + 1:]):
+                    ready[env.python.version].set()
+        finally:
+            for env in envs:  # after an unexpected error, what is not set up is broken
+                if env not in pythons:
+                    broken.setdefault(env, "not set up (see the error above)")
+                ready[env.python.version].set()
+            set_up_took.append(time.monotonic() - t0)
 
     def one(run: Run) -> tuple[str, str, str]:
+        ready[run.env.python.version].wait()
         header = (f"\n=== {run.name} ({run.env.path.name}, Python {run.env.python.full}, "
                   f"{'pure Python' if run.pure else 'compiled core'}) ===")
         t0 = time.monotonic()
@@ -385,24 +409,46 @@ def test(args: list[str]) -> None:
                     sys.stdout.flush()
         return result
 
-    with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(one, runs))
-    results += [("not run", name, why) for name, why in not_run.items()]
-
-    print("\n=== mypy --strict and ruff (.venv) ===", flush=True)
-    if lint in broken:
-        results.append(("FAILED", "mypy --strict and ruff", broken[lint]))
-    else:
+    def lint_checks() -> list[tuple[str, str, str]]:
+        ready[lint.python.version].wait()
+        if lint in broken:
+            return [("FAILED", "mypy --strict and ruff", broken[lint])]
         py = pythons[lint]
         checks = {"mypy --strict": [py, "-m", "mypy", "--strict", "src"],
                   "ruff": [py, "-m", "ruff", "check", "src", "tests"]}
-        for name, cmd in checks.items():
-            code = _run(cmd)
-            results.append(("passed", name, "") if code == 0
-                           else ("FAILED", name, f"exit code {code}"))
+        results = []
+        with tempfile.TemporaryFile("w+") as out:
+            for name, cmd in checks.items():
+                code = _run(cmd, None, out)
+                results.append(("passed", name, "") if code == 0
+                               else ("FAILED", name, f"exit code {code}"))
+            out.seek(0)
+            with printing:
+                print("\n=== mypy --strict and ruff (.venv) ===", flush=True)
+                shutil.copyfileobj(out, sys.stdout)
+                sys.stdout.flush()
+        return results
 
-    print(f"\n=== summary: {_minutes(time.monotonic() - start)} in all, "
-          f"{_minutes(set_up)} of it to set up the environments ===")
+    # The runs start in the order their Python is ready, the longest first (a run on
+    # the pure-Python path takes longest, one without trio the least), so that the two
+    # at a time end close together.
+    order = {env.python.version: i for i, env in enumerate(envs)}
+    weight = {run: (2 if run.pure else 0) - (1 if run.no_trio else 0) for run in runs}
+    started = sorted(runs, key=lambda r: (order[r.env.python.version], -weight[r]))
+    setter = threading.Thread(target=set_up, name="set-up")
+    setter.start()
+    if jobs == 1:
+        setter.join()  # the output of each run is shown as it comes: nothing in between
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {run: pool.submit(one, run) for run in started}
+        linting = pool.submit(lint_checks)
+        results = [futures[run].result() for run in runs]
+        results += [("not run", name, why) for name, why in not_run.items()]
+        results += linting.result()
+    setter.join()
+
+    print(f"\n=== summary: {_minutes(time.monotonic() - start)} in all; setting up the "
+          f"environments took {_minutes(set_up_took[0])}, alongside the first runs ===")
     for outcome, name, detail in results:
         print(f"  {outcome:8} {name:30} {detail}")
     failed = [name for outcome, name, _ in results if outcome == "FAILED"]
