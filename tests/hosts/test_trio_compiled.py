@@ -536,3 +536,97 @@ def test_the_python_trio_hosting_stays_protected_under_the_asyncio_hook(
         monkeypatch.undo()
         _runner._setup_compiled()
     assert protected and all(protected)
+
+
+# -- the reads by offset, and the run context of each thread ------------------------------
+
+
+def _request_from_trio(n: int) -> tuple[int, set[Any], Any]:
+    """trio.run: a native server, and n requests to it from the main task;
+    the sum of the replies, the root tasks seen by the server, this run's."""
+    from dneio import RequestQueue
+
+    async def main() -> tuple[int, set[Any], Any]:
+        queue = RequestQueue()
+        roots: set[Any] = set()
+
+        async def server() -> None:
+            while True:
+                value, k = await queue.get_one()
+                roots.add(tl.current_root_task())
+                k.send(value)
+
+        reset(server())
+        total = 0
+        for i in range(n):
+            total += await queue.request(i)
+            if i % 50 == 0:
+                await trio.sleep(0)
+        return total, roots, tl.current_root_task()
+
+    return trio.run(main)
+
+
+def test_the_attributes_read_at_their_offsets_follow_their_classes(path: str) -> None:
+    """Where the compiled part reads a plain slot of trio's task and runner
+    and of the hosting's records at its offset, a change to the class
+    sends the read back to the attribute look-up."""
+    if path == "python":
+        pytest.skip("only the compiled part reads at offsets")
+    assert _runner._trio_c is not None
+    reads = _runner._trio_c.slot_reads()
+    assert set(reads) == {"Task._runner", "Runner.trio_token", "_Host.run", "_Host.ended",
+                          "_Host.task", "_Host.ref", "_Run.runner", "Hosting.trio",
+                          "NativeHosting.records"}
+    assert _request_from_trio(200)[0] == sum(range(200))
+    member = _runner._Run.__dict__["runner"]
+    looked_up: list[int] = []
+
+    def runner(self: Any) -> Any:
+        looked_up.append(1)
+        return member.__get__(self, type(self))
+
+    _runner._Run.runner = property(runner, member.__set__)  # type: ignore[assignment]
+    try:
+        assert "_Run.runner" not in _runner._trio_c.slot_reads()
+        total, roots, root = _request_from_trio(200)
+    finally:
+        _runner._Run.runner = member  # type: ignore[misc]
+        _runner._setup_compiled()
+    assert total == sum(range(200)) and roots == {root}
+    assert len(looked_up) >= 200  # every entry into the server's host asked the property
+    assert "_Run.runner" in _runner._trio_c.slot_reads()
+
+
+def test_trio_runs_on_two_threads_at_once_each_host_their_own(path: str) -> None:
+    """Each thread's run context is its own: native code entered from a trio
+    task on one thread never sees the other thread's run, with the
+    interpreter switching threads as often as it can."""
+    import sys
+    import threading
+
+    results: dict[int, tuple[int, set[Any], Any]] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            results[i] = _request_from_trio(2000)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
+    assert len(results) == 3
+    for total, roots, root in results.values():
+        assert total == sum(range(2000))
+        assert roots == {root}
+    assert len({id(root) for _, _, root in results.values()}) == 3

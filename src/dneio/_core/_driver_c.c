@@ -153,15 +153,10 @@ static PyTypeObject ThreadState_Type = {
 static uint64_t cached_thread_id = 0;
 static ThreadState *cached_state = NULL;
 
-/* The calling thread's state (a new reference), as _impl.local.state. */
+/* The calling thread's state, looked up in _impl.local (a new reference). */
 static ThreadState *
-current_state(void)
+state_from_local(uint64_t id)
 {
-    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
-    if (id == cached_thread_id && cached_state != NULL) {
-        Py_INCREF(cached_state);
-        return cached_state;
-    }
     PyObject *st = PyObject_GetAttr(local_obj, str_state);
     if (st == NULL) {
         return NULL;
@@ -175,6 +170,66 @@ current_state(void)
     Py_XSETREF(cached_state, (ThreadState *)st);
     cached_thread_id = id;
     return (ThreadState *)st;
+}
+
+/* The calling thread's state (a new reference), as _impl.local.state. */
+static inline ThreadState *
+state_now(void)
+{
+    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
+    if (id == cached_thread_id && cached_state != NULL) {
+        Py_INCREF(cached_state);
+        return cached_state;
+    }
+    return state_from_local(id);
+}
+
+/* The same, for the other extensions (through the capsule). */
+static ThreadState *
+current_state(void)
+{
+    return state_now();
+}
+
+/* The length of a thread's queue of resumptions: a deque's own size field
+ * where module init found that it is its length, else len(). */
+static PyTypeObject *deque_type = NULL;
+
+static inline Py_ssize_t
+queue_len(PyObject *queue)
+{
+    if (Py_IS_TYPE(queue, deque_type)) {
+        return Py_SIZE(queue);
+    }
+    return PyObject_Length(queue);
+}
+
+/* Is a deque's size field its length?  Sets deque_type if so. */
+static int
+check_deque_size(void)
+{
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL) {
+        return -1;
+    }
+    PyObject *d = PyObject_CallMethod(collections, "deque", "((iii))", 1, 2, 3);
+    Py_DECREF(collections);
+    if (d == NULL) {
+        return -1;
+    }
+    int ok = Py_SIZE(d) == 3 && PyObject_Length(d) == 3;
+    PyObject *r = ok ? PyObject_CallMethod(d, "clear", NULL) : NULL;
+    if (r == NULL) {
+        PyErr_Clear();
+        ok = 0;
+    }
+    Py_XDECREF(r);
+    ok = ok && Py_SIZE(d) == 0 && PyObject_Length(d) == 0;
+    if (ok) {
+        deque_type = (PyTypeObject *)Py_NewRef((PyObject *)Py_TYPE(d));
+    }
+    Py_DECREF(d);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ shift */
@@ -339,23 +394,43 @@ flush_free_continuations(void)
 /* The dealloc of continuation_type (the Python subclass, whose instances
  * have no __dict__ and no weak references, as setup checks): what
  * subtype_dealloc would do, with the free list. */
+static inline void
+nc_release(NativeCore *self, PyTypeObject *tp)
+{
+    nc_clear(self);
+#ifdef DNEIO_FREE_LISTS
+    if (n_free_continuations < FREE_MAX && (PyObject *)tp == continuation_type) {
+        free_continuations[n_free_continuations++] = self;
+        return;
+    }
+#endif
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Does releasing ``o`` free nothing, or only a shift that holds nothing? */
+static inline int
+frees_nothing_more(PyObject *o)
+{
+    return o == NULL || Py_REFCNT(o) > 1
+           || (Py_IS_TYPE(o, &Shift_Type) && ((Shift *)o)->obj == NULL);
+}
+
 static void
 nc_sub_dealloc(NativeCore *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    if (frees_nothing_more(self->coro) && frees_nothing_more(self->claimed)
+        && frees_nothing_more(self->ctx) && frees_nothing_more(self->park)) {
+        /* A spent continuation, the common case: no chain of deallocations
+         * can start here, so the trashcan (which bounds their depth) is
+         * not needed. */
+        nc_release(self, tp);
+        return;
+    }
     Py_TRASHCAN_BEGIN(self, nc_sub_dealloc)
-    nc_clear(self);
-#ifdef DNEIO_FREE_LISTS
-    if (n_free_continuations < FREE_MAX && (PyObject *)tp == continuation_type) {
-        free_continuations[n_free_continuations++] = self;
-    }
-    else
-#endif
-    {
-        tp->tp_free((PyObject *)self);
-        Py_DECREF(tp);
-    }
+    nc_release(self, tp);
     Py_TRASHCAN_END
 }
 
@@ -388,10 +463,10 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
     return (PyObject *)k;
 }
 
-static int
+static inline int
 queue_blocked(ThreadState *st)
 {
-    Py_ssize_t n = PyObject_Length(st->queue);
+    Py_ssize_t n = queue_len(st->queue);
     if (n < 0) {
         PyErr_Clear();
         return 1;
@@ -403,7 +478,7 @@ queue_blocked(ThreadState *st)
 static PyObject *
 finish(ThreadState *st, PyObject *answer)
 {
-    if (st->depth == 0 && !st->hold && PyObject_Length(st->queue) > 0) {
+    if (st->depth == 0 && !st->hold && queue_len(st->queue) > 0) {
         if (answer == NULL) {
             /* Already failing: drain() names the queued errors in its notes. */
             PyObject *type, *value, *tb;
@@ -445,7 +520,9 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
     PyObject *prev = st->driving;       /* owned by us while replaced */
     st->driving = Py_NewRef(coro);
     PyObject *yielded = NULL;
-    PySendResult r = PyIter_Send(coro, value, &yielded);
+    PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
+    PySendResult r = am != NULL && am->am_send != NULL ? am->am_send(coro, value, &yielded)
+                                                       : PyIter_Send(coro, value, &yielded);
     empty_spare_stop();
     PyObject *current = st->driving;
     st->driving = prev;
@@ -501,7 +578,7 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
 /* step(), with the entry hook around it while one is installed: the hosts'
  * Hosting.enter/leave, which make the coroutine's own host task current.
  * On an error from enter, nothing ran and *not_run is set. */
-static PyObject *
+static inline PyObject *
 hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
 {
     *not_run = 0;
@@ -548,7 +625,7 @@ nc_send(NativeCore *self, PyObject *value)
         return PyObject_CallOneArg(py_spent, (PyObject *)self);
     }
     self->coro = Py_NewRef(Py_None);  /* we now own the reference to coro */
-    ThreadState *st = current_state();
+    ThreadState *st = state_now();
     if (st == NULL) {
         Py_DECREF(coro);
         return NULL;
@@ -792,7 +869,7 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
 {
     switch (self->state) {
     case SH_INIT: {
-        ThreadState *st = current_state();
+        ThreadState *st = state_now();
         if (st == NULL) {
             self->state = SH_DONE;
             *result = NULL;
@@ -1172,7 +1249,7 @@ slot_run_here(SlotCore *self, ThreadState *st)
 static int
 slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
 {
-    ThreadState *st = current_state();
+    ThreadState *st = state_now();
     if (st == NULL) {
         return -1;
     }
@@ -1841,7 +1918,7 @@ reset_fn(PyObject *module, PyObject *coro)
             return NULL;
         }
     }
-    ThreadState *st = current_state();
+    ThreadState *st = state_now();
     if (st == NULL) {
         return NULL;
     }
@@ -2030,6 +2107,9 @@ PyInit__driver_c(void)
     if (PyType_Ready(&ThreadState_Type) < 0 || PyType_Ready(&NativeCore_Type) < 0
         || PyType_Ready(&Shift_Type) < 0 || PyType_Ready(&SlotCore_Type) < 0
         || PyType_Ready(&HostCore_Type) < 0) {
+        return NULL;
+    }
+    if (check_deque_size() < 0) {
         return NULL;
     }
     str_state = PyUnicode_InternFromString("state");

@@ -605,6 +605,12 @@ def _setup_compiled(use: bool = True) -> str:
         # (A class attribute: an instance one would cost the runner's other
         # attribute reads their fast path.)
         TrioRunner.shift_if_in_task = staticmethod(_trio_c.shift_if_in_task)  # type: ignore[method-assign]
+        # The attributes read on every shift and hosting, where they are
+        # plain slots of these classes: read at their offsets (set up last:
+        # a class changed afterwards is read by name).
+        _trio_c.setup_slot_reads(
+            tl.Task, _trio_internals._run.Runner, _Host, _Run, type(HOSTING), NativeHosting
+        )
     _registry.refresh_hot_path()
     return problem
 

@@ -21,6 +21,7 @@
 #include <structmember.h>
 
 #include "_driver_c_api.h"
+#include "_slot_read.h"
 
 static DneioCAPI *capi = NULL;
 
@@ -168,18 +169,113 @@ ts_dealloc(TrioSlotCore *self)
 
 /* -- trio's run context ------------------------------------------------------ */
 
+/* The last thread's dict of GLOBAL_RUN_CONTEXT, keyed by its interpreter
+ * thread id (unique for the life of the process), as the core caches the
+ * thread's state.  A thread-local object keeps one dict per thread for as
+ * long as the thread lives, and its __dict__ cannot be replaced; the cache
+ * is only used where run_context's attribute lookup is threading.local's
+ * own (local_getattr_ok), and emptied whenever setup() or disable() runs. */
+static uint64_t dict_thread_id = 0;
+static PyObject *dict_of_thread = NULL;
+static int local_getattr_ok = 0;
+
 /* This thread's dict of GLOBAL_RUN_CONTEXT (a new reference), or NULL with
  * an exception set. */
 static PyObject *
 context_dict(void)
 {
+    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
+    if (dict_of_thread != NULL && id == dict_thread_id) {
+        return Py_NewRef(dict_of_thread);
+    }
     PyObject *d = PyObject_GetAttr(run_context, str_dict);
     if (d != NULL && !PyDict_Check(d)) {
         Py_DECREF(d);
         PyErr_SetString(PyExc_TypeError, "dneio: trio's run context has no dict");
         return NULL;
     }
+    if (d != NULL && local_getattr_ok) {
+        Py_XSETREF(dict_of_thread, Py_NewRef(d));
+        dict_thread_id = id;
+    }
     return d;
+}
+
+/* Is the attribute lookup of ``obj`` that of threading.local?  1, 0, or -1. */
+static int
+is_plain_local(PyObject *obj)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *local = threading == NULL ? NULL : PyObject_GetAttrString(threading, "local");
+    Py_XDECREF(threading);
+    if (local == NULL) {
+        return -1;
+    }
+    int ok = PyType_Check(local) && PyObject_TypeCheck(obj, (PyTypeObject *)local)
+             && Py_TYPE(obj)->tp_getattro == ((PyTypeObject *)local)->tp_getattro;
+    Py_DECREF(local);
+    return ok;
+}
+
+/* -- reading the slots of trio's and the hosting's objects ---------------------- */
+
+static PyObject *str_run, *str_ended, *str_ref, *str_records;
+
+static SlotRead read_task_runner = SLOT_READ(str_task_runner); /* Task._runner */
+static SlotRead read_trio_token = SLOT_READ(str_trio_token);   /* Runner.trio_token */
+static SlotRead read_host_run = SLOT_READ(str_run);            /* _Host.run */
+static SlotRead read_host_ended = SLOT_READ(str_ended);        /* _Host.ended */
+static SlotRead read_host_task = SLOT_READ(str_task);          /* _Host.task */
+static SlotRead read_host_ref = SLOT_READ(str_ref);            /* _Host.ref */
+static SlotRead read_run_runner = SLOT_READ(str_runner);       /* _Run.runner */
+static SlotRead read_hosting_trio = SLOT_READ(str_trio);       /* _entry.Hosting.trio */
+static SlotRead read_records = SLOT_READ(str_records);         /* NativeHosting.records */
+
+static SlotRead *const all_reads[] = {
+    &read_task_runner, &read_trio_token, &read_host_run, &read_host_ended, &read_host_task,
+    &read_host_ref, &read_run_runner, &read_hosting_trio, &read_records};
+#define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
+
+static void
+clear_slot_reads(void)
+{
+    for (size_t i = 0; i < N_READS; i++) {
+        Py_CLEAR(all_reads[i]->type);
+    }
+}
+
+/* setup_slot_reads(task_type, runner_type, host_type, run_type, hosting_type,
+ * native_hosting_type) */
+static PyObject *
+setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_slot_reads(task_type, runner_type, host_type, run_type, "
+                        "hosting_type, native_hosting_type)");
+        return NULL;
+    }
+    clear_slot_reads();
+    if (set_slot_read(&read_task_runner, args[0]) < 0
+        || set_slot_read(&read_trio_token, args[1]) < 0
+        || set_slot_read(&read_host_run, args[2]) < 0
+        || set_slot_read(&read_host_ended, args[2]) < 0
+        || set_slot_read(&read_host_task, args[2]) < 0
+        || set_slot_read(&read_host_ref, args[2]) < 0
+        || set_slot_read(&read_run_runner, args[3]) < 0
+        || set_slot_read(&read_hosting_trio, args[4]) < 0
+        || set_slot_read(&read_records, args[5]) < 0) {
+        clear_slot_reads();
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Which of the reads go by offset now, as "Class.name" (for tests). */
+static PyObject *
+slot_reads(PyObject *module, PyObject *unused)
+{
+    return slot_reads_by_offset(all_reads, N_READS);
 }
 
 /* Is obj's attribute name true?  1, 0, or -1. */
@@ -337,7 +433,7 @@ step(PyObject *task, PyObject *send)
         Py_DECREF(fallback);
         return NULL;
     }
-    PyObject *trio_runner = PyObject_GetAttr(task, str_task_runner);
+    PyObject *trio_runner = read_slot(&read_task_runner, task);
     PyObject *coro = NULL, *context = NULL, *prev = NULL, *msg = NULL;
     PyObject *result = NULL;
     if (trio_runner == NULL) {
@@ -506,7 +602,7 @@ ts_check_resumable(TrioSlotCore *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *running = PyDict_GetItemWithError(d, str_runner); /* borrowed */
     int same = -1;
     if (running != NULL) {
-        PyObject *trio_runner = PyObject_GetAttr(self->task, str_task_runner);
+        PyObject *trio_runner = read_slot(&read_task_runner, self->task);
         if (trio_runner != NULL) {
             same = running == trio_runner;
             Py_DECREF(trio_runner);
@@ -938,7 +1034,7 @@ shift_if_in_task(PyObject *module, PyObject *func)
     PyObject *token = NULL, *result = NULL;
     TrioSlotCore *slot = NULL;
     ThreadState *st = NULL;
-    PyObject *hosting = PyObject_GetAttr(hosting_flag, str_trio);
+    PyObject *hosting = read_slot(&read_hosting_trio, hosting_flag);
     if (hosting == NULL) {
         goto done;
     }
@@ -950,11 +1046,11 @@ shift_if_in_task(PyObject *module, PyObject *func)
         }
         Py_DECREF(r);
     }
-    PyObject *trio_runner = PyObject_GetAttr(task, str_task_runner);
+    PyObject *trio_runner = read_slot(&read_task_runner, task);
     if (trio_runner == NULL) {
         goto done;
     }
-    token = PyObject_GetAttr(trio_runner, str_trio_token);
+    token = read_slot(&read_trio_token, trio_runner);
     Py_DECREF(trio_runner);
     if (token == Py_None) {
         /* trio makes a run's token on first request: ask for it (before
@@ -1025,37 +1121,24 @@ done:
  * task's run, and leaving it.  Any other case goes to the Python methods
  * (_host_for, _release, _watch), which run protected from Ctrl-C. */
 
-static PyObject *str_records, *str_run, *str_ended, *str_host_for, *str_ref;
+static PyObject *str_host_for;
 static PyObject *str_cr_frame, *str_release, *str_watch, *str_get;
 static PyObject *leave_fn = NULL; /* this module's leave(token) */
-
-/* The attribute name of obj is exactly expected: 1, 0, or -1. */
-static int
-attr_is(PyObject *obj, PyObject *name, PyObject *expected)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int same = v == expected;
-    Py_DECREF(v);
-    return same;
-}
 
 /* host.run.runner is trio_runner and not host.ended: 1, 0, or -1. */
 static int
 host_is_live(PyObject *host, PyObject *trio_runner)
 {
-    PyObject *run = PyObject_GetAttr(host, str_run);
+    PyObject *run = read_slot(&read_host_run, host);
     if (run == NULL) {
         return -1;
     }
-    int same = attr_is(run, str_runner, trio_runner);
+    int same = slot_is(&read_run_runner, run, trio_runner);
     Py_DECREF(run);
     if (same != 1) {
         return same;
     }
-    return attr_is(host, str_ended, Py_False);
+    return slot_is(&read_host_ended, host, Py_False);
 }
 
 /* NativeHosting.enter_in_task(coro): the token leave() takes, or None. */
@@ -1078,8 +1161,8 @@ hc_enter_in_task(PyObject *self, PyObject *coro)
     Py_INCREF(task);
     PyObject *trio_runner = NULL, *records = NULL, *key = NULL, *host = NULL, *host_task = NULL;
     PyObject *token = NULL;
-    trio_runner = PyObject_GetAttr(task, str_task_runner);
-    records = trio_runner == NULL ? NULL : PyObject_GetAttr(self, str_records);
+    trio_runner = read_slot(&read_task_runner, task);
+    records = trio_runner == NULL ? NULL : read_slot(&read_records, self);
     key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
     if (key == NULL) {
         goto done;
@@ -1106,7 +1189,7 @@ hc_enter_in_task(PyObject *self, PyObject *coro)
             goto done;
         }
     }
-    host_task = PyObject_GetAttr(host, str_task);
+    host_task = read_slot(&read_host_task, host);
     if (host_task == NULL) {
         goto done;
     }
@@ -1145,11 +1228,11 @@ after_step(PyObject *hosting, PyObject *coro, PyObject *host)
             return r == NULL ? -1 : 0;
         }
     }
-    int unwatched = attr_is(host, str_ref, Py_None);
+    int unwatched = slot_is(&read_host_ref, host, Py_None);
     if (unwatched <= 0) {
         return unwatched;
     }
-    PyObject *records = PyObject_GetAttr(hosting, str_records);
+    PyObject *records = read_slot(&read_records, hosting);
     PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
     PyObject *r = key == NULL ? NULL : PyObject_CallMethodOneArg(records, str_get, key);
     Py_XDECREF(key);
@@ -1258,7 +1341,7 @@ hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "enter(st, coro)");
         return NULL;
     }
-    PyObject *trio = PyObject_GetAttr(self->hosting, str_trio);
+    PyObject *trio = read_slot(&read_hosting_trio, self->hosting);
     if (trio == NULL) {
         return NULL;
     }
@@ -1341,6 +1424,12 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     }
     tp->tp_as_async->am_send = (sendfunc)ts_am_send;
     PyType_Modified(tp);
+    int plain_local = is_plain_local(a[0]);
+    if (plain_local < 0) {
+        return NULL;
+    }
+    Py_CLEAR(dict_of_thread);
+    local_getattr_ok = plain_local;
     Py_XSETREF(run_context, Py_NewRef(a[0]));
     Py_XSETREF(runner, Py_NewRef(a[1]));
     Py_XSETREF(hosting_flag, Py_NewRef(a[2]));
@@ -1366,6 +1455,9 @@ disable(PyObject *module, PyObject *unused)
 {
     Py_CLEAR(py_step);
     Py_CLEAR(slot_type);
+    Py_CLEAR(dict_of_thread);
+    local_getattr_ok = 0;
+    clear_slot_reads();
     Py_RETURN_NONE;
 }
 
@@ -1377,6 +1469,11 @@ static PyMethodDef module_methods[] = {
      "Let the Python methods serve: the slot's wake-up and checks go to them."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register what the compiled trio shift needs from the runner."},
+    {"setup_slot_reads", (PyCFunction)(void (*)(void))setup_slot_reads, METH_FASTCALL,
+     "Read Task._runner, Runner.trio_token, _Host.run, .ended, .task, .ref and _Run.runner "
+     "at their slots' offsets where they are plain slots of these classes."},
+    {"slot_reads", slot_reads, METH_NOARGS,
+     "Which attribute reads go by offset now, as 'Class.name'."},
     {"shift_if_in_task", shift_if_in_task, METH_O,
      "The shift of the trio task running here; None if there is none."},
     {"leave", hosting_leave, METH_O,
