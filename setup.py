@@ -19,7 +19,7 @@ setup(
             "dneio._hosts._asyncio._asyncio_c",
             ["src/dneio/_hosts/_asyncio/_asyncio_c.c"],
             include_dirs=["src/dneio/_core"],
-            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_slot_read.h"],
+            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_fast_reads.h"],
             optional=True,
         ),
         # The trio runner's compiled part: it needs the core above.
@@ -27,7 +27,7 @@ setup(
             "dneio._hosts._trio._trio_c",
             ["src/dneio/_hosts/_trio/_trio_c.c"],
             include_dirs=["src/dneio/_core"],
-            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_slot_read.h"],
+            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_fast_reads.h"],
             optional=True,
         ),
         # RequestQueue's fast path: it needs the core above.
@@ -35,7 +35,7 @@ setup(
             "dneio._primitives._queue_c",
             ["src/dneio/_primitives/_queue_c.c"],
             include_dirs=["src/dneio/_core"],
-            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_slot_read.h"],
+            depends=["src/dneio/_core/_driver_c_api.h", "src/dneio/_core/_fast_reads.h"],
             optional=True,
         ),
     ]

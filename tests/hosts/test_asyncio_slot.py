@@ -87,3 +87,58 @@ def test_a_slot_handed_straight_back_is_refused_and_its_holder_told() -> None:
     assert message is not None and "handed the wait straight back" in message
     assert told == ["cancelled"]
     assert kept[0].is_cancelled()
+
+
+def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_allow() -> None:
+    """Where the compiled hook reads a plain slot of the hosting and its hosts
+    at its offset, a class whose attribute is no longer that slot is read
+    by name, and read at the offset again once the slot is back."""
+    import pytest
+
+    from dneio import RequestQueue, reset
+
+    if _runner._asyncio_c is None:
+        pytest.skip("only the compiled part reads at offsets")
+    everything = {"Hosting.trio", "Hosting.asyncio", "AsyncioHosting.records",
+                  "AsyncioHosting.loops", "AsyncioHosting.free", "_Host.loop", "_Host.ended",
+                  "_Host.task", "_Host.ref", "_Host.quit", "_Host.adopted",
+                  "_Host.cancel_requested"}
+    assert set(_runner._asyncio_c.slot_reads()) == everything
+
+    def requests(n: int) -> tuple[int, set[Any]]:
+        async def main() -> tuple[int, set[Any]]:
+            queue: RequestQueue[int, int] = RequestQueue()
+            hosts: set[Any] = set()
+
+            async def server() -> None:
+                while True:
+                    value, k = await queue.get_one()
+                    hosts.add(asyncio.current_task())
+                    k.send(value)
+
+            reset(server())
+            total = 0
+            for i in range(n):
+                total += await queue.request(i)
+            assert asyncio.current_task() not in hosts
+            return total, hosts
+
+        return asyncio.run(main())
+
+    member = _runner._Host.__dict__["ended"]
+    looked_up: list[int] = []
+
+    def ended(self: Any) -> Any:
+        looked_up.append(1)
+        return member.__get__(self, type(self))
+
+    _runner._Host.ended = property(ended, member.__set__)  # type: ignore[assignment]
+    try:
+        assert "_Host.ended" not in _runner._asyncio_c.slot_reads()
+        total, hosts = requests(100)
+    finally:
+        _runner._Host.ended = member  # type: ignore[misc]
+    assert total == sum(range(100)) and len(hosts) == 1
+    assert len(looked_up) >= 100  # every entry into the server's host asked the property
+    assert set(_runner._asyncio_c.slot_reads()) == everything
+    assert requests(100)[0] == sum(range(100))

@@ -656,3 +656,71 @@ def test_primitives_copy_and_pickle_as_plain_objects() -> None:
 
     reset(requester())
     assert got == [30] and not q._receivers
+
+
+def test_a_subclass_overriding_get_one_cb_is_asked_by_get_one() -> None:
+    seen: list[str] = []
+
+    class Logged(RequestQueue[int, int]):
+        def get_one_cb(self, k: Any) -> None:
+            seen.append("class")
+            super().get_one_cb(k)
+
+    q = Logged()
+    reset(serve(q, 2))  # it waits: no request yet
+    got: list[int] = []
+    reset(requester_of(q, 1, got))  # served; the server waits again
+    reset(requester_of(q, 2, got))
+    assert got == [10, 20] and seen == ["class", "class"]
+    # An instance attribute hides the method, as for any attribute look-up.
+    plain = Logged()
+    plain.get_one_cb = lambda k: (seen.append("instance"), RequestQueue.get_one_cb(plain, k))  # type: ignore[method-assign]
+    reset(serve(plain, 1))
+    reset(requester_of(plain, 3, got))
+    assert got[-1] == 30 and seen[-1] == "instance"
+
+
+def requester_of(q: RequestQueue[int, int], val: int, got: list[int]) -> Any:
+    async def requester() -> None:
+        got.append(await q.request(val))
+
+    return requester()
+
+
+def test_a_requester_of_any_kind_is_resumed_through_its_own_attribute() -> None:
+    """A continuation the queue does not know is guarded like a host one, and
+    resumed through what its ``_resume_unless_cancelled`` attribute is, an
+    instance attribute included."""
+    log: list[Any] = []
+
+    class Anything:
+        def __init__(self) -> None:
+            self._resume_unless_cancelled = self.instance_resume
+
+        def is_cancelled(self) -> bool:
+            return False
+
+        def on_cancel(self, callback: Any) -> None:
+            pass
+
+        def instance_resume(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+            log.append(("instance", is_exc, value))
+            return True, None
+
+        def class_resume(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+            log.append(("class", is_exc, value))
+            return True, None
+
+    class ClassOnly(Anything):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            pass
+
+        _resume_unless_cancelled = Anything.class_resume
+
+    q: RequestQueue[int, int] = RequestQueue()
+    reset(serve(q, 2))
+    q.request_cb(1, Anything())
+    q.request_cb(2, ClassOnly())
+    assert log == [("instance", False, 10), ("class", False, 20)]

@@ -529,6 +529,21 @@ qc_request(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 
 static PyObject *str_get_one_cb = NULL;
 
+/* queue.get_one_cb, bound: made straight from the compiled method where
+ * that is what the look-up finds (and no instance dict can hide it). */
+static PyObject *
+bound_get_one_cb(PyObject *queue)
+{
+    PyTypeObject *tp = Py_TYPE(queue);
+    PyObject *descr = tp->tp_dictoffset == 0 ? _PyType_Lookup(tp, str_get_one_cb) : NULL;
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)
+        && ((PyMethodDescrObject *)descr)->d_method->ml_meth
+               == (PyCFunction)(void (*)(void))qc_get_one_cb) {
+        return PyCFunction_NewEx(((PyMethodDescrObject *)descr)->d_method, queue, NULL);
+    }
+    return PyObject_GetAttr(queue, str_get_one_cb);
+}
+
 enum { GO_FRESH, GO_SHIFT, GO_DONE };
 
 typedef struct {
@@ -594,7 +609,7 @@ go_am_send(GetOne *self, PyObject *arg, PyObject **result)
             Py_DECREF(k);
             return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
         }
-        PyObject *func = PyObject_GetAttr(queue, str_get_one_cb);
+        PyObject *func = bound_get_one_cb(queue);
         Py_DECREF(queue);
         self->inner = func == NULL ? NULL : PyObject_CallOneArg(shift, func);
         Py_XDECREF(func);
@@ -854,9 +869,22 @@ resume_unless_cancelled(PyObject *k, int is_exc, PyObject *value, PyObject **ans
                          : capi->native_send(k, value);
         return *answer == NULL ? -1 : 1;
     }
-    PyObject *atomic = PyObject_GetAttr(k, str_resume_unless_cancelled);
     PyObject *r;
-    if (atomic != NULL) {
+    PyTypeObject *kind = Py_TYPE(k);
+    PyObject *method = kind->tp_dictoffset == 0
+                           ? _PyType_Lookup(kind, str_resume_unless_cancelled) /* borrowed */
+                           : NULL;
+    PyObject *atomic = NULL;
+    if (method != NULL
+        && (PyFunction_Check(method) || Py_IS_TYPE(method, &PyMethodDescr_Type))) {
+        /* A method of the class, with no instance dict to hide it: called
+         * as the look-up's bound method would call it, without making one. */
+        PyObject *args[3] = {k, is_exc ? Py_True : Py_False, value};
+        Py_INCREF(method);
+        r = PyObject_Vectorcall(method, args, 3, NULL);
+        Py_DECREF(method);
+    }
+    else if ((atomic = PyObject_GetAttr(k, str_resume_unless_cancelled)) != NULL) {
         PyObject *args[2] = {is_exc ? Py_True : Py_False, value};
         r = PyObject_Vectorcall(atomic, args, 2, NULL);
         Py_DECREF(atomic);
@@ -1011,11 +1039,12 @@ reply_to_impl(PyObject *k)
     if ((PyObject *)kind == native_type) {
         return Py_NewRef(k);
     }
-    PyObject *check = PyObject_GetAttr((PyObject *)kind, str_is_cancelled);
-    if (check == NULL) {
+    /* What the class's look-up finds (a wrapper of never_cancelled, which
+     * the class's attribute would unwrap, only costs a guard). */
+    PyObject *check = _PyType_Lookup(kind, str_is_cancelled); /* borrowed */
+    if (check == NULL && PyErr_Occurred()) {
         return NULL;
     }
-    Py_DECREF(check);
     if (check == never_cancelled) {
         return Py_NewRef(k);
     }

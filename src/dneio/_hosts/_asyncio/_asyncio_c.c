@@ -14,6 +14,7 @@
 #include <structmember.h>
 
 #include "_driver_c_api.h"
+#include "_fast_reads.h"
 
 static DneioCAPI *capi = NULL;
 
@@ -42,6 +43,37 @@ static PyObject *str_call_soon = NULL;
 static PyObject *str_context = NULL;
 static PyObject *str_task = NULL;
 static PyObject *str_dict = NULL;
+static PyObject *str_trio = NULL;
+static PyObject *str_records = NULL;
+static PyObject *str_loop = NULL;
+static PyObject *str_ended = NULL;
+static PyObject *str_ref = NULL;
+static PyObject *str_free = NULL;
+static PyObject *str_loops = NULL;
+static PyObject *str_quit = NULL;
+static PyObject *str_adopted = NULL;
+static PyObject *str_cancel_requested = NULL;
+
+/* The attributes read on every shift and hosting, where they are plain
+ * slots of these classes: read at their offsets (see _fast_reads.h). */
+static SlotRead read_hosting_trio = SLOT_READ(str_trio);        /* Hosting.trio */
+static SlotRead read_hosting_asyncio = SLOT_READ(str_asyncio);  /* Hosting.asyncio */
+static SlotRead read_records = SLOT_READ(str_records);          /* AsyncioHosting.records */
+static SlotRead read_loops = SLOT_READ(str_loops);              /* AsyncioHosting.loops */
+static SlotRead read_free = SLOT_READ(str_free);                /* AsyncioHosting.free */
+static SlotRead read_host_loop = SLOT_READ(str_loop);           /* _Host.loop */
+static SlotRead read_host_ended = SLOT_READ(str_ended);         /* _Host.ended */
+static SlotRead read_host_task = SLOT_READ(str_task);           /* _Host.task */
+static SlotRead read_host_ref = SLOT_READ(str_ref);             /* _Host.ref */
+static SlotRead read_host_quit = SLOT_READ(str_quit);           /* _Host.quit */
+static SlotRead read_host_adopted = SLOT_READ(str_adopted);     /* _Host.adopted */
+static SlotRead read_host_cancel_requested = SLOT_READ(str_cancel_requested);
+
+static SlotRead *const all_reads[] = {
+    &read_hosting_trio, &read_hosting_asyncio, &read_records, &read_loops, &read_free,
+    &read_host_loop, &read_host_ended, &read_host_task, &read_host_ref, &read_host_quit,
+    &read_host_adopted, &read_host_cancel_requested};
+#define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
 
 enum {
     PH_FRESH,   /* not awaited yet */
@@ -402,12 +434,12 @@ as_step(AsyncioSlotCore *self, PyObject *wakeup, PyObject *ctx)
 /* Is a trio task running on this thread (resumed from a trio guest run
  * inside asyncio)?  Then _internals.step sets it aside while the asyncio
  * task runs.  1, 0, or -1 on error. */
-static PyObject *trio_run_context = NULL; /* trio's GLOBAL_RUN_CONTEXT, once seen */
+static LocalDict trio_run_context = {NULL, NULL, 0, 0, NULL}; /* GLOBAL_RUN_CONTEXT, once seen */
 
 static int
 trio_task_running(void)
 {
-    if (trio_run_context == NULL) {
+    if (trio_run_context.local == NULL) {
         PyObject *modules = PyImport_GetModuleDict();
         PyObject *run = PyDict_GetItemWithError(modules, str_trio_run);
         if (run == NULL) {
@@ -418,21 +450,22 @@ trio_task_running(void)
             PyErr_Clear();
             return 1;  /* not as expected: let the Python step look */
         }
-        trio_run_context = ctx;
+        int r = local_dict_setup(&trio_run_context, ctx);
+        Py_DECREF(ctx);
+        if (r < 0) {
+            return -1;
+        }
     }
-    PyObject *dict = PyObject_GetAttr(trio_run_context, str_dict);
+    PyObject *dict = local_dict(&trio_run_context);
     if (dict == NULL) {
         PyErr_Clear();
         return 1;
     }
-    int running = 1;
-    if (PyDict_Check(dict)) {
-        PyObject *task = PyDict_GetItemWithError(dict, str_task);
-        running = task != NULL && task != Py_None;
-        if (task == NULL && PyErr_Occurred()) {
-            PyErr_Clear();
-            running = 1;
-        }
+    PyObject *task = PyDict_GetItemWithError(dict, str_task);
+    int running = task != NULL && task != Py_None;
+    if (task == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        running = 1;
     }
     Py_DECREF(dict);
     return running;
@@ -643,7 +676,7 @@ shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
         PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
         return NULL;
     }
-    PyObject *hosting = PyObject_GetAttr(hosting_flag, str_asyncio);
+    PyObject *hosting = read_slot(&read_hosting_asyncio, hosting_flag);
     if (hosting == NULL) {
         return NULL;
     }
@@ -738,11 +771,6 @@ shift_if_in_task(PyObject *module, PyObject *func)
 
 static PyObject *swap_task = NULL;  /* asyncio's _swap_current_task, or None */
 static PyObject *current_tasks = NULL; /* asyncio's checked loop -> task dict, or None */
-static PyObject *str_trio = NULL;
-static PyObject *str_records = NULL;
-static PyObject *str_loop = NULL;
-static PyObject *str_ended = NULL;
-static PyObject *str_ref = NULL;
 static PyObject *str_cr_frame = NULL;
 static PyObject *str_release = NULL;
 static PyObject *str_watch = NULL;
@@ -816,26 +844,8 @@ swap_tasks(PyObject *loop, PyObject *prev, PyObject *task)
     return r == NULL ? -1 : 0;
 }
 
-/* The attribute name of obj is exactly expected (False, a loop): 1, 0, or -1. */
-static int
-attr_is(PyObject *obj, PyObject *name, PyObject *expected)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int same = v == expected;
-    Py_DECREF(v);
-    return same;
-}
-
 /* -- free hosts: AsyncioHosting._host_for and _release, their common cases -- */
 
-static PyObject *str_free = NULL;
-static PyObject *str_loops = NULL;
-static PyObject *str_quit = NULL;
-static PyObject *str_adopted = NULL;
-static PyObject *str_cancel_requested = NULL;
 static PyObject *str_cancelling = NULL;
 static PyObject *str_quit_method = NULL;
 static Py_ssize_t free_hosts = 0; /* _FREE_HOSTS */
@@ -844,20 +854,20 @@ static Py_ssize_t free_hosts = 0; /* _FREE_HOSTS */
 static int
 host_is_clean(PyObject *host)
 {
-    int r = attr_is(host, str_ended, Py_False);
+    int r = slot_is(&read_host_ended, host, Py_False);
     if (r == 1) {
-        r = attr_is(host, str_quit, Py_False);
+        r = slot_is(&read_host_quit, host, Py_False);
     }
     if (r == 1) {
-        r = attr_is(host, str_adopted, Py_None);
+        r = slot_is(&read_host_adopted, host, Py_None);
     }
     if (r == 1) {
-        r = attr_is(host, str_cancel_requested, Py_False);
+        r = slot_is(&read_host_cancel_requested, host, Py_False);
     }
     if (r != 1) {
         return r;
     }
-    PyObject *task = PyObject_GetAttr(host, str_task);
+    PyObject *task = read_slot(&read_host_task, host);
     if (task == NULL) {
         return -1;
     }
@@ -879,8 +889,8 @@ static PyObject *
 take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
 {
     PyObject *loops = NULL, *frees = NULL, *key = NULL, *found = NULL;
-    loops = PyObject_GetAttr(aio, str_loops);
-    frees = loops == NULL ? NULL : PyObject_GetAttr(aio, str_free);
+    loops = read_slot(&read_loops, aio);
+    frees = loops == NULL ? NULL : read_slot(&read_free, aio);
     key = frees == NULL ? NULL : PyLong_FromVoidPtr(loop);
     if (key == NULL) {
         goto done;
@@ -917,7 +927,7 @@ take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
     Py_DECREF(free);
     if (found != NULL) {
         /* HostRecords._record */
-        PyObject *records = PyObject_GetAttr(aio, str_records);
+        PyObject *records = read_slot(&read_records, aio);
         PyObject *ckey = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
         int r = ckey == NULL ? -1 : PyObject_SetAttr(found, str_ref, Py_None);
         if (r == 0) {
@@ -940,7 +950,7 @@ done:
 static int
 release_host(PyObject *aio, PyObject *coro, PyObject *host)
 {
-    PyObject *records = PyObject_GetAttr(aio, str_records);
+    PyObject *records = read_slot(&read_records, aio);
     PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
     if (key == NULL) {
         Py_XDECREF(records);
@@ -964,9 +974,9 @@ release_host(PyObject *aio, PyObject *coro, PyObject *host)
     }
     if (clean) {
         /* _keep_free */
-        PyObject *loop = PyObject_GetAttr(host, str_loop);
-        PyObject *frees = loop == NULL ? NULL : PyObject_GetAttr(aio, str_free);
-        PyObject *loops = frees == NULL ? NULL : PyObject_GetAttr(aio, str_loops);
+        PyObject *loop = read_slot(&read_host_loop, host);
+        PyObject *frees = loop == NULL ? NULL : read_slot(&read_free, aio);
+        PyObject *loops = frees == NULL ? NULL : read_slot(&read_loops, aio);
         PyObject *lkey = loops == NULL ? NULL : PyLong_FromVoidPtr(loop);
         int kept = -1;
         if (lkey != NULL && PyDict_CheckExact(frees) && PyDict_CheckExact(loops)) {
@@ -1023,7 +1033,7 @@ fast_enter(Hook *self, PyObject *coro)
     PyObject *loop = NULL, *prev = NULL, *aio = NULL, *records = NULL, *key = NULL;
     PyObject *task = NULL, *token = NULL;
     int failed = 0;
-    PyObject *trio = PyObject_GetAttr(hosting, str_trio);
+    PyObject *trio = read_slot(&read_hosting_trio, hosting);
     if (trio == NULL) {
         return NULL;
     }
@@ -1048,7 +1058,7 @@ fast_enter(Hook *self, PyObject *coro)
     else {
         Py_DECREF(trio);
     }
-    aio = PyObject_GetAttr(hosting, str_asyncio);
+    aio = read_slot(&read_hosting_asyncio, hosting);
     if (aio == NULL || aio == Py_None) {
         goto done;
     }
@@ -1060,7 +1070,7 @@ fast_enter(Hook *self, PyObject *coro)
     if (prev == NULL || prev == Py_None) {
         goto done;
     }
-    records = PyObject_GetAttr(aio, str_records);
+    records = read_slot(&read_records, aio);
     key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
     if (key == NULL || !PyDict_CheckExact(records)) {
         goto done;
@@ -1070,8 +1080,8 @@ fast_enter(Hook *self, PyObject *coro)
         goto done;
     }
     Py_XINCREF(host);
-    if (host == NULL || attr_is(host, str_loop, loop) != 1
-        || attr_is(host, str_ended, Py_False) != 1) {
+    if (host == NULL || slot_is(&read_host_loop, host, loop) != 1
+        || slot_is(&read_host_ended, host, Py_False) != 1) {
         /* No live host of this loop yet: AsyncioHosting._host_for finds a
          * free one or starts one, as the reference's enter does. */
         Py_XDECREF(host);
@@ -1093,7 +1103,7 @@ fast_enter(Hook *self, PyObject *coro)
             goto done;  /* None: Python's enter goes on from here */
         }
     }
-    if ((task = PyObject_GetAttr(host, str_task)) == NULL) {
+    if ((task = read_slot(&read_host_task, host)) == NULL) {
         Py_DECREF(host);
         goto done;
     }
@@ -1163,11 +1173,11 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
     else {
         Py_DECREF(frame);
     }
-    int unwatched = attr_is(host, str_ref, Py_None);
+    int unwatched = slot_is(&read_host_ref, host, Py_None);
     if (unwatched <= 0) {
         return unwatched;
     }
-    PyObject *records = PyObject_GetAttr(aio, str_records);
+    PyObject *records = read_slot(&read_records, aio);
     PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
     PyObject *r = NULL;
     if (key != NULL) {
@@ -1284,9 +1294,51 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+static void
+clear_slot_reads(void)
+{
+    for (size_t i = 0; i < N_READS; i++) {
+        Py_CLEAR(all_reads[i]->type);
+        Py_CLEAR(all_reads[i]->member);
+    }
+}
+
+/* setup_slot_reads(hosting_type, asyncio_hosting_type, host_type) */
+static PyObject *
+setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_slot_reads(hosting_type, asyncio_hosting_type, host_type)");
+        return NULL;
+    }
+    clear_slot_reads();
+    for (size_t i = 0; i < N_READS; i++) {
+        /* The first two are the hosting's, the next three asyncio's part's,
+         * the rest its hosts'. */
+        PyObject *type = args[i < 2 ? 0 : i < 5 ? 1 : 2];
+        if (set_slot_read(all_reads[i], type) < 0) {
+            clear_slot_reads();
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+slot_reads(PyObject *module, PyObject *unused)
+{
+    return slot_reads_by_offset(all_reads, N_READS);
+}
+
 static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register what the compiled asyncio shift needs from the runner."},
+    {"setup_slot_reads", (PyCFunction)(void (*)(void))setup_slot_reads, METH_FASTCALL,
+     "Read the hosting's, its asyncio part's and its hosts' attributes at their slots' "
+     "offsets where they are plain slots of these classes."},
+    {"slot_reads", slot_reads, METH_NOARGS,
+     "Which attribute reads go by offset now, as 'Class.name'."},
     {"shift_in", (PyCFunction)(void (*)(void))shift_in, METH_FASTCALL,
      "shift_in(func, loop, task): (value,) if the task may go on, else the slot to run."},
     {"shift_if_in_task", shift_if_in_task, METH_O,

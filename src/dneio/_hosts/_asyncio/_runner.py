@@ -13,7 +13,7 @@ from ..._core._adoption import adopted, carry_on
 from ..._core._impl import compiled
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
-from .._entry import HOSTING, HostRecords
+from .._entry import HOSTING, Hosting, HostRecords
 from .._parking import (
     CANCELLED,
     PARKED,
@@ -833,6 +833,9 @@ def _setup_compiled() -> None:
         )
         # Native code inside asyncio tasks enters and leaves its host there.
         HOSTING.set_compiled(_asyncio_c.Hook(HOSTING))
+        # The attributes read on every shift and hosting, where they are
+        # plain slots of these classes: read at their offsets.
+        _asyncio_c.setup_slot_reads(Hosting, AsyncioHosting, _Host)
 
 
 def _registry_nesting() -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@
 #include <structmember.h>
 
 #include "_driver_c_api.h"
-#include "_slot_read.h"
+#include "_fast_reads.h"
 
 static DneioCAPI *capi = NULL;
 
@@ -169,52 +169,15 @@ ts_dealloc(TrioSlotCore *self)
 
 /* -- trio's run context ------------------------------------------------------ */
 
-/* The last thread's dict of GLOBAL_RUN_CONTEXT, keyed by its interpreter
- * thread id (unique for the life of the process), as the core caches the
- * thread's state.  A thread-local object keeps one dict per thread for as
- * long as the thread lives, and its __dict__ cannot be replaced; the cache
- * is only used where run_context's attribute lookup is threading.local's
- * own (local_getattr_ok), and emptied whenever setup() or disable() runs. */
-static uint64_t dict_thread_id = 0;
-static PyObject *dict_of_thread = NULL;
-static int local_getattr_ok = 0;
+/* This thread's dict of GLOBAL_RUN_CONTEXT (see _fast_reads.h). */
+static LocalDict run_context_dict = {NULL, NULL, 0, 0, NULL};
 
 /* This thread's dict of GLOBAL_RUN_CONTEXT (a new reference), or NULL with
  * an exception set. */
-static PyObject *
+static inline PyObject *
 context_dict(void)
 {
-    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
-    if (dict_of_thread != NULL && id == dict_thread_id) {
-        return Py_NewRef(dict_of_thread);
-    }
-    PyObject *d = PyObject_GetAttr(run_context, str_dict);
-    if (d != NULL && !PyDict_Check(d)) {
-        Py_DECREF(d);
-        PyErr_SetString(PyExc_TypeError, "dneio: trio's run context has no dict");
-        return NULL;
-    }
-    if (d != NULL && local_getattr_ok) {
-        Py_XSETREF(dict_of_thread, Py_NewRef(d));
-        dict_thread_id = id;
-    }
-    return d;
-}
-
-/* Is the attribute lookup of ``obj`` that of threading.local?  1, 0, or -1. */
-static int
-is_plain_local(PyObject *obj)
-{
-    PyObject *threading = PyImport_ImportModule("threading");
-    PyObject *local = threading == NULL ? NULL : PyObject_GetAttrString(threading, "local");
-    Py_XDECREF(threading);
-    if (local == NULL) {
-        return -1;
-    }
-    int ok = PyType_Check(local) && PyObject_TypeCheck(obj, (PyTypeObject *)local)
-             && Py_TYPE(obj)->tp_getattro == ((PyTypeObject *)local)->tp_getattro;
-    Py_DECREF(local);
-    return ok;
+    return local_dict(&run_context_dict);
 }
 
 /* -- reading the slots of trio's and the hosting's objects ---------------------- */
@@ -241,6 +204,7 @@ clear_slot_reads(void)
 {
     for (size_t i = 0; i < N_READS; i++) {
         Py_CLEAR(all_reads[i]->type);
+        Py_CLEAR(all_reads[i]->member);
     }
 }
 
@@ -1424,12 +1388,9 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     }
     tp->tp_as_async->am_send = (sendfunc)ts_am_send;
     PyType_Modified(tp);
-    int plain_local = is_plain_local(a[0]);
-    if (plain_local < 0) {
+    if (local_dict_setup(&run_context_dict, a[0]) < 0) {
         return NULL;
     }
-    Py_CLEAR(dict_of_thread);
-    local_getattr_ok = plain_local;
     Py_XSETREF(run_context, Py_NewRef(a[0]));
     Py_XSETREF(runner, Py_NewRef(a[1]));
     Py_XSETREF(hosting_flag, Py_NewRef(a[2]));
@@ -1455,8 +1416,9 @@ disable(PyObject *module, PyObject *unused)
 {
     Py_CLEAR(py_step);
     Py_CLEAR(slot_type);
-    Py_CLEAR(dict_of_thread);
-    local_getattr_ok = 0;
+    if (run_context != NULL && local_dict_setup(&run_context_dict, run_context) < 0) {
+        return NULL;
+    }
     clear_slot_reads();
     Py_RETURN_NONE;
 }

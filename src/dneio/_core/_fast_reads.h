@@ -1,0 +1,184 @@
+/* Fast reads for the compiled parts: a plain slot of one class at its
+ * offset, and the calling thread's dict of a threading.local.
+ *
+ * An attribute that the compiled fast paths read on every operation, and
+ * that is a plain slot (a member descriptor from __slots__) of a known
+ * class, is read at the slot's offset for instances of exactly that class,
+ * as long as that member descriptor is what the class's attribute look-up
+ * finds: checked at set-up, and again whenever the class has changed since
+ * the last check (CPython gives a class a new version tag whenever it is
+ * modified).  Every other read goes by name, through the attribute
+ * look-up, and so does a read of an empty slot (which raises the
+ * AttributeError the look-up raises).  The result is the look-up's: the
+ * member descriptor it would use reads the same offset.
+ */
+
+#ifndef DNEIO_FAST_READS_H
+#define DNEIO_FAST_READS_H
+
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyTypeObject *type; /* NULL: always by name */
+    PyObject *member;   /* the member descriptor found on it */
+    unsigned int tag;   /* the class's version tag when last checked */
+    Py_ssize_t offset;
+    PyObject **name;    /* the attribute's (interned) name */
+} SlotRead;
+
+/* A read of the attribute named by the str object in ``name_var``. */
+#define SLOT_READ(name_var) {NULL, NULL, 0, 0, &(name_var)}
+
+/* The class changed since the last check: is the member still what its
+ * look-up finds?  (The look-up also gives the class a version tag.) */
+static inline int
+slot_read_still_holds(SlotRead *r)
+{
+    if (_PyType_Lookup(r->type, *r->name) != r->member || r->type->tp_version_tag == 0) {
+        return 0;
+    }
+    r->tag = r->type->tp_version_tag;
+    return 1;
+}
+
+/* obj's attribute (a new reference), or NULL with an exception set. */
+static inline PyObject *
+read_slot(SlotRead *r, PyObject *obj)
+{
+    if (Py_TYPE(obj) == r->type
+        && (r->type->tp_version_tag == r->tag || slot_read_still_holds(r))) {
+        PyObject *v = *(PyObject **)((char *)obj + r->offset);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(obj, *r->name);
+}
+
+/* Is obj's attribute exactly ``expected``?  1, 0, or -1. */
+static inline int
+slot_is(SlotRead *r, PyObject *obj, PyObject *expected)
+{
+    PyObject *v = read_slot(r, obj);
+    if (v == NULL) {
+        return -1;
+    }
+    int same = v == expected;
+    Py_DECREF(v);
+    return same;
+}
+
+/* Read at the offset for instances of ``type``, if the attribute is a
+ * plain slot there; by name otherwise.  0, or -1 with an exception set. */
+static inline int
+set_slot_read(SlotRead *r, PyObject *type)
+{
+    Py_CLEAR(r->type);
+    Py_CLEAR(r->member);
+    if (!PyType_Check(type)) {
+        PyErr_Format(PyExc_TypeError, "expected a class, not %R", type);
+        return -1;
+    }
+    PyTypeObject *tp = (PyTypeObject *)type;
+    /* The look-up also gives the class a version tag, if it can have one. */
+    PyObject *member = _PyType_Lookup(tp, *r->name); /* borrowed */
+    if (member != NULL && Py_IS_TYPE(member, &PyMemberDescr_Type) && tp->tp_version_tag != 0) {
+        PyMemberDef *def = ((PyMemberDescrObject *)member)->d_member;
+        if (def->type == T_OBJECT_EX && !(def->flags & READ_RESTRICTED)) {
+            r->type = (PyTypeObject *)Py_NewRef(type);
+            r->member = Py_NewRef(member);
+            r->tag = tp->tp_version_tag;
+            r->offset = def->offset;
+        }
+    }
+    return 0;
+}
+
+/* The reads in ``reads`` that go by offset now, as "Class.name" (a list). */
+static inline PyObject *
+slot_reads_by_offset(SlotRead *const *reads, size_t n)
+{
+    PyObject *result = PyList_New(0);
+    for (size_t i = 0; result != NULL && i < n; i++) {
+        SlotRead *r = reads[i];
+        if (r->type != NULL
+            && (r->type->tp_version_tag == r->tag || slot_read_still_holds(r))) {
+            PyObject *s = PyUnicode_FromFormat("%s.%U", r->type->tp_name, *r->name);
+            if (s == NULL || PyList_Append(result, s) < 0) {
+                Py_CLEAR(result);
+            }
+            Py_XDECREF(s);
+        }
+    }
+    return result;
+}
+
+/* The calling thread's dict of a threading.local (trio's run context), as
+ * local.__dict__, with the last thread's cached by its interpreter thread
+ * id (unique for the life of the process), as the core caches the thread's
+ * state.  A thread-local object keeps one dict per thread for as long as
+ * the thread lives, and its __dict__ cannot be replaced.  Only a local
+ * whose attribute look-up is threading.local's own is cached
+ * (local_dict_setup), and the cache is emptied whenever that runs again. */
+typedef struct {
+    PyObject *local;    /* the threading.local, or NULL before setup */
+    PyObject *name;     /* "__dict__" */
+    int cached;         /* may its dict be cached? */
+    uint64_t thread_id;
+    PyObject *dict;     /* that thread's dict, or NULL */
+} LocalDict;
+
+/* Follow ``local`` (NULL: none).  0, or -1 with an exception set. */
+static inline int
+local_dict_setup(LocalDict *c, PyObject *local)
+{
+    Py_CLEAR(c->dict);
+    Py_CLEAR(c->local);
+    c->cached = 0;
+    if (local == NULL) {
+        return 0;
+    }
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *base = threading == NULL ? NULL : PyObject_GetAttrString(threading, "local");
+    Py_XDECREF(threading);
+    if (base == NULL) {
+        return -1;
+    }
+    c->cached = PyType_Check(base) && PyObject_TypeCheck(local, (PyTypeObject *)base)
+                && Py_TYPE(local)->tp_getattro == ((PyTypeObject *)base)->tp_getattro;
+    Py_DECREF(base);
+    if (c->name == NULL && (c->name = PyUnicode_InternFromString("__dict__")) == NULL) {
+        return -1;
+    }
+    c->local = Py_NewRef(local);
+    return 0;
+}
+
+/* This thread's dict of the local (a new reference), or NULL with an
+ * exception set. */
+static inline PyObject *
+local_dict(LocalDict *c)
+{
+    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
+    if (c->dict != NULL && id == c->thread_id) {
+        return Py_NewRef(c->dict);
+    }
+    if (c->local == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: no run context to read");
+        return NULL;
+    }
+    PyObject *d = PyObject_GetAttr(c->local, c->name);
+    if (d != NULL && !PyDict_Check(d)) {
+        Py_DECREF(d);
+        PyErr_SetString(PyExc_TypeError, "dneio: a run context has no dict");
+        return NULL;
+    }
+    if (d != NULL && c->cached) {
+        Py_XSETREF(c->dict, Py_NewRef(d));
+        c->thread_id = id;
+    }
+    return d;
+}
+
+#endif /* DNEIO_FAST_READS_H */
