@@ -361,10 +361,14 @@ def test(args: list[str]) -> None:
     printing = threading.Lock()
     set_up_took: list[float] = []
 
+    stop = threading.Event()  # set when the job is interrupted (Ctrl-C)
+
     def set_up() -> None:
         t0 = time.monotonic()
         try:
             for i, env in enumerate(envs):
+                if stop.is_set():
+                    break
                 with tempfile.TemporaryFile("w+") as out:
                     try:
                         pythons[env] = _ensure(env, out)
@@ -386,6 +390,8 @@ def test(args: list[str]) -> None:
 
     def one(run: Run) -> tuple[str, str, str]:
         ready[run.env.python.version].wait()
+        if stop.is_set():
+            return ("not run", run.name, "interrupted")
         header = (f"\n=== {run.name} ({run.env.path.name}, Python {run.env.python.full}, "
                   f"{'pure Python' if run.pure else 'compiled core'}) ===")
         t0 = time.monotonic()
@@ -411,6 +417,8 @@ def test(args: list[str]) -> None:
 
     def lint_checks() -> list[tuple[str, str, str]]:
         ready[lint.python.version].wait()
+        if stop.is_set():
+            return [("not run", "mypy --strict and ruff", "interrupted")]
         if lint in broken:
             return [("FAILED", "mypy --strict and ruff", broken[lint])]
         py = pythons[lint]
@@ -436,15 +444,23 @@ def test(args: list[str]) -> None:
     weight = {run: (2 if run.pure else 0) - (1 if run.no_trio else 0) for run in runs}
     started = sorted(runs, key=lambda r: (order[r.env.python.version], -weight[r]))
     setter = threading.Thread(target=set_up, name="set-up")
-    setter.start()
-    if jobs == 1:
-        setter.join()  # the output of each run is shown as it comes: nothing in between
-    with ThreadPoolExecutor(jobs) as pool:
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        setter.start()
+        if jobs == 1:
+            setter.join()  # the output of each run is shown as it comes: nothing in between
         futures = {run: pool.submit(one, run) for run in started}
         linting = pool.submit(lint_checks)
         results = [futures[run].result() for run in runs]
         results += [("not run", name, why) for name, why in not_run.items()]
         results += linting.result()
+    except BaseException:
+        # Interrupted: nothing more starts; the runs going now end with their
+        # own interruption (Ctrl-C reaches their processes too).
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     setter.join()
 
     print(f"\n=== summary: {_minutes(time.monotonic() - start)} in all; setting up the "

@@ -378,3 +378,32 @@ print("ok")
     assert lines[0] == "python"
     assert "/old/_driver_c.so" in lines[1] and "rebuild" in lines[1]
     assert lines[2] == "ok"
+
+
+def test_a_chain_through_fields_that_share_an_object_is_released_without_overflowing() -> None:
+    """Two fields of a continuation holding the same object count as two
+    references to it: a long chain through such objects is still released
+    with CPython's bound on the depth of deallocation."""
+    code = """
+import types
+from dneio._core import _driver
+
+kind = _driver.NativeContinuation
+head = None
+for _ in range(1_000_000):
+    k = kind(None)
+    cell = types.CellType(head)
+    k._coro = cell
+    k._claimed = cell
+    del cell
+    head = k
+del k
+del head
+print("released")
+"""
+    env = dict(os.environ)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["released"]

@@ -142,3 +142,18 @@ def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_a
     assert len(looked_up) >= 100  # every entry into the server's host asked the property
     assert set(_runner._asyncio_c.slot_reads()) == everything
     assert requests(100)[0] == sum(range(100))
+    # A class that looks its attributes up itself is asked for every one.
+    asked: list[str] = []
+
+    def getattribute(self: Any, name: str) -> Any:
+        asked.append(name)
+        return object.__getattribute__(self, name)
+
+    _runner._Host.__getattribute__ = getattribute  # type: ignore[method-assign]
+    try:
+        assert not any(r.startswith("_Host.") for r in _runner._asyncio_c.slot_reads())
+        assert requests(100)[0] == sum(range(100))
+    finally:
+        del _runner._Host.__getattribute__
+    assert asked.count("ended") >= 100
+    assert set(_runner._asyncio_c.slot_reads()) == everything

@@ -724,3 +724,52 @@ def test_a_requester_of_any_kind_is_resumed_through_its_own_attribute() -> None:
     q.request_cb(1, Anything())
     q.request_cb(2, ClassOnly())
     assert log == [("instance", False, 10), ("class", False, 20)]
+
+
+def test_a_requester_whose_class_has_its_own_attribute_look_up_is_resumed_through_it() -> None:
+    """A class with its own ``__getattribute__`` answers for its
+    ``_resume_unless_cancelled``, as the attribute look-up asks it to."""
+    log: list[Any] = []
+
+    class Traced:
+        __slots__ = ()
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "_resume_unless_cancelled":
+                return lambda is_exc, value: (log.append(("traced", value)), (True, None))[1]
+            return object.__getattribute__(self, name)
+
+        def is_cancelled(self) -> bool:
+            return False
+
+        def on_cancel(self, callback: Any) -> None:
+            pass
+
+        def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
+            log.append(("class", value))
+            return True, None
+
+    q: RequestQueue[int, int] = RequestQueue()
+    reset(serve(q, 1))
+    q.request_cb(1, Traced())
+    assert log == [("traced", 10)]
+
+
+def test_the_reply_guard_asks_a_requesters_class_as_the_reference_does() -> None:
+    """Whether a requester needs the guard is read from its class, on both
+    paths: a class without ``is_cancelled`` of its own is an error, even if
+    its instances forward every attribute."""
+    from dneio._primitives import _request_queue
+
+    class Proxy:
+        __slots__ = ("_k",)
+
+        def __init__(self, k: Any) -> None:
+            self._k = k
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._k, name)
+
+    for reply_to in (_request_queue._reply_to, _request_queue._py_reply_to):
+        with pytest.raises(AttributeError, match="is_cancelled"):
+            reply_to(Proxy(object()))

@@ -408,12 +408,26 @@ nc_release(NativeCore *self, PyTypeObject *tp)
     Py_DECREF(tp);
 }
 
-/* Does releasing ``o`` free nothing, or only a shift that holds nothing? */
+/* Does clearing the fields of ``self`` free nothing, or only shifts that
+ * hold nothing?  Each field's object must be held by more than the fields
+ * that hold it (a field may share its object with another), unless it is
+ * such a shift.  Then no chain of deallocations can start there. */
 static inline int
-frees_nothing_more(PyObject *o)
+survives_clearing(PyObject *o, PyObject *a, PyObject *b, PyObject *c, PyObject *d)
 {
-    return o == NULL || Py_REFCNT(o) > 1
-           || (Py_IS_TYPE(o, &Shift_Type) && ((Shift *)o)->obj == NULL);
+    if (o == NULL || Py_REFCNT(o) > 4
+        || (Py_IS_TYPE(o, &Shift_Type) && ((Shift *)o)->obj == NULL)) {
+        return 1;
+    }
+    return Py_REFCNT(o) > (Py_ssize_t)((a == o) + (b == o) + (c == o) + (d == o));
+}
+
+static inline int
+clearing_frees_nothing_more(NativeCore *self)
+{
+    PyObject *a = self->coro, *b = self->claimed, *c = self->ctx, *d = self->park;
+    return survives_clearing(a, a, b, c, d) && survives_clearing(b, a, b, c, d)
+           && survives_clearing(c, a, b, c, d) && survives_clearing(d, a, b, c, d);
 }
 
 static void
@@ -421,8 +435,7 @@ nc_sub_dealloc(NativeCore *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    if (frees_nothing_more(self->coro) && frees_nothing_more(self->claimed)
-        && frees_nothing_more(self->ctx) && frees_nothing_more(self->park)) {
+    if (clearing_frees_nothing_more(self)) {
         /* A spent continuation, the common case: no chain of deallocations
          * can start here, so the trashcan (which bounds their depth) is
          * not needed. */

@@ -5,9 +5,10 @@
  * that is a plain slot (a member descriptor from __slots__) of a known
  * class, is read at the slot's offset for instances of exactly that class,
  * as long as that member descriptor is what the class's attribute look-up
- * finds: checked at set-up, and again whenever the class has changed since
- * the last check (CPython gives a class a new version tag whenever it is
- * modified).  Every other read goes by name, through the attribute
+ * finds, and the class's attribute look-up is the generic one (no
+ * __getattribute__ of its own): checked at set-up, and again whenever the
+ * class has changed since the last check (CPython gives a class a new
+ * version tag whenever it is modified).  Every other read goes by name, through the attribute
  * look-up, and so does a read of an empty slot (which raises the
  * AttributeError the look-up raises).  The result is the look-up's: the
  * member descriptor it would use reads the same offset.
@@ -46,7 +47,7 @@ slot_read_still_holds(SlotRead *r)
 static inline PyObject *
 read_slot(SlotRead *r, PyObject *obj)
 {
-    if (Py_TYPE(obj) == r->type
+    if (Py_TYPE(obj) == r->type && r->type->tp_getattro == PyObject_GenericGetAttr
         && (r->type->tp_version_tag == r->tag || slot_read_still_holds(r))) {
         PyObject *v = *(PyObject **)((char *)obj + r->offset);
         if (v != NULL) {
@@ -102,7 +103,7 @@ slot_reads_by_offset(SlotRead *const *reads, size_t n)
     PyObject *result = PyList_New(0);
     for (size_t i = 0; result != NULL && i < n; i++) {
         SlotRead *r = reads[i];
-        if (r->type != NULL
+        if (r->type != NULL && r->type->tp_getattro == PyObject_GenericGetAttr
             && (r->type->tp_version_tag == r->tag || slot_read_still_holds(r))) {
             PyObject *s = PyUnicode_FromFormat("%s.%U", r->type->tp_name, *r->name);
             if (s == NULL || PyList_Append(result, s) < 0) {

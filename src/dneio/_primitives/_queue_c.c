@@ -530,12 +530,14 @@ qc_request(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 static PyObject *str_get_one_cb = NULL;
 
 /* queue.get_one_cb, bound: made straight from the compiled method where
- * that is what the look-up finds (and no instance dict can hide it). */
+ * that is what the generic look-up finds (and no instance dict can hide it). */
 static PyObject *
 bound_get_one_cb(PyObject *queue)
 {
     PyTypeObject *tp = Py_TYPE(queue);
-    PyObject *descr = tp->tp_dictoffset == 0 ? _PyType_Lookup(tp, str_get_one_cb) : NULL;
+    PyObject *descr = tp->tp_dictoffset == 0 && tp->tp_getattro == PyObject_GenericGetAttr
+                          ? _PyType_Lookup(tp, str_get_one_cb)
+                          : NULL;
     if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)
         && ((PyMethodDescrObject *)descr)->d_method->ml_meth
                == (PyCFunction)(void (*)(void))qc_get_one_cb) {
@@ -871,14 +873,15 @@ resume_unless_cancelled(PyObject *k, int is_exc, PyObject *value, PyObject **ans
     }
     PyObject *r;
     PyTypeObject *kind = Py_TYPE(k);
-    PyObject *method = kind->tp_dictoffset == 0
+    PyObject *method = kind->tp_dictoffset == 0 && kind->tp_getattro == PyObject_GenericGetAttr
                            ? _PyType_Lookup(kind, str_resume_unless_cancelled) /* borrowed */
                            : NULL;
     PyObject *atomic = NULL;
     if (method != NULL
         && (PyFunction_Check(method) || Py_IS_TYPE(method, &PyMethodDescr_Type))) {
-        /* A method of the class, with no instance dict to hide it: called
-         * as the look-up's bound method would call it, without making one. */
+        /* A method of the class, found by the generic look-up with no
+         * instance dict to hide it: called as the bound method the look-up
+         * makes would call it, without making one. */
         PyObject *args[3] = {k, is_exc ? Py_True : Py_False, value};
         Py_INCREF(method);
         r = PyObject_Vectorcall(method, args, 3, NULL);
@@ -1039,13 +1042,32 @@ reply_to_impl(PyObject *k)
     if ((PyObject *)kind == native_type) {
         return Py_NewRef(k);
     }
-    /* What the class's look-up finds (a wrapper of never_cancelled, which
-     * the class's attribute would unwrap, only costs a guard). */
-    PyObject *check = _PyType_Lookup(kind, str_is_cancelled); /* borrowed */
-    if (check == NULL && PyErr_Occurred()) {
-        return NULL;
+    /* kind.is_cancelled is never_cancelled: where the class's own look-up
+     * is type's, and its metaclass has no such attribute, what the class
+     * holds is what the look-up returns (a function is its own attribute
+     * on the class); otherwise, and when it is not found, the look-up
+     * itself answers (and raises as the reference does). */
+    int never = -1;
+    PyTypeObject *meta = Py_TYPE((PyObject *)kind);
+    if (meta->tp_getattro == PyType_Type.tp_getattro
+        && _PyType_Lookup(meta, str_is_cancelled) == NULL) {
+        PyObject *found = _PyType_Lookup(kind, str_is_cancelled); /* borrowed */
+        if (found == never_cancelled) {
+            never = 1;
+        }
+        else if (found != NULL && (PyFunction_Check(found) || Py_IS_TYPE(found, &PyMethodDescr_Type))) {
+            never = 0;
+        }
     }
-    if (check == never_cancelled) {
+    if (never < 0) {
+        PyObject *check = PyObject_GetAttr((PyObject *)kind, str_is_cancelled);
+        if (check == NULL) {
+            return NULL;
+        }
+        Py_DECREF(check);
+        never = check == never_cancelled;
+    }
+    if (never) {
         return Py_NewRef(k);
     }
     PyTypeObject *tp = (PyTypeObject *)reply_type;

@@ -118,6 +118,10 @@ def _reply_to(k: AnsweringContinuation[Any, Out, Any]) -> AnsweringContinuation[
     return Reply(k)
 
 
+#: The reference, kept where the compiled reply_to stands in for it.
+_py_reply_to = _reply_to
+
+
 _QUEUE_FIELDS = ("_closed", "_closed_tb", "_receivers", "_requests")
 
 
