@@ -134,3 +134,26 @@ def test_callgrind_counts_instructions_per_operation(tmp_path: Path) -> None:
     assert memory["instructions_ratio"] is None
     assert all(f["instructions"] is None for f in memory["figures"])
     assert memory["met"] is memory["met_on_time"]
+
+
+def test_every_case_is_measured_at_all_its_sizes_before_the_next_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case that loads something into the process (request-twisted loads
+    Twisted, which every later shift in a host task then looks for) runs
+    last at every size: no other case is measured after it."""
+    from dneio._tools._bench import cli
+
+    order: list[str] = []
+    real = cli.measure
+
+    def recording(case: Any, size: int, rounds: int) -> Any:
+        order.append(case.name)
+        return real(case, size, rounds)
+
+    monkeypatch.setattr(cli, "measure", recording)
+    _run(tmp_path, "--case", "request-asyncio", "--case", "request-twisted",
+         "--case", "shift-resume", "--scaling")
+    names = [c.name for c in _bench.CASES if c.name in order]
+    assert order == [name for name in names for _ in range(4)]  # its size, then 3 more
+    assert names[-1] == "request-twisted"

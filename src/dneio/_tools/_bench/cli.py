@@ -86,10 +86,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"best of {rounds} rounds, variants interleaved; ratio = dneio / baseline", file=out)
     print(file=out, flush=True)
 
-    results = []
+    # Each case at its growing sizes right after its own run, so that every
+    # case is measured in the same state of the process at every size: a
+    # case that loads something (request-twisted, last, loads Twisted) does
+    # so after every other case's figures.
+    results: list[Result] = []
+    scaling: list[Result] = []
     for case in chosen:
         size = args.size or (case.quick_size if args.quick else case.size)
         results.append(measure(case, size, rounds))
+        if args.scaling or args.plot:
+            sizes = case.scaling_sizes
+            if args.quick:
+                sizes = tuple(s // 100 for s in sizes[:3])
+            if args.max_size:
+                sizes = tuple(s for s in sizes if s <= args.max_size)
+            for scaled in sizes:
+                scaling.append(measure(case, scaled, rounds))
     failed = False
     if args.callgrind:
         n = args.callgrind_size or (callgrind.QUICK_SIZE if args.quick else callgrind.DEFAULT_SIZE)
@@ -113,16 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=out)
     print(format_table(table_rows(results), args.markdown), file=out, flush=True)
 
-    scaling: list[Result] = []
     if args.scaling or args.plot:
-        for case in chosen:
-            sizes = case.scaling_sizes
-            if args.quick:
-                sizes = tuple(s // 100 for s in sizes[:3])
-            if args.max_size:
-                sizes = tuple(s for s in sizes if s <= args.max_size)
-            for size in sizes:
-                scaling.append(measure(case, size, rounds))
         print(file=out)
         print("scaling: per-operation cost at growing sizes", file=out)
         print(format_table(table_rows(scaling), args.markdown), file=out, flush=True)
