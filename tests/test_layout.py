@@ -165,3 +165,19 @@ def test_tests_named_in_the_docs_exist() -> None:
         if name:
             pattern = name.replace("*", r"\w*")
             assert re.search(rf"def {pattern}\b", source.read_text()), f"{path}::{name}"
+
+
+def test_every_stub_and_header_ships_with_the_package() -> None:
+    """The compiled parts' stubs (for type checkers) and headers (for a build
+    from the sdist) are package data of their own package."""
+    import fnmatch
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = data["tool"]["setuptools"]["package-data"]
+    for path in sorted([*PACKAGE.rglob("*.pyi"), *PACKAGE.rglob("*.h")]):
+        package = ".".join(path.parent.relative_to(ROOT / "src").parts)
+        patterns = shipped.get(package, [])
+        assert any(fnmatch.fnmatch(path.name, p) for p in patterns), (
+            f"{path.relative_to(ROOT)} is not package data of {package}"
+        )
