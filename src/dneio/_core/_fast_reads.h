@@ -2,16 +2,17 @@
  * offset, and the calling thread's dict of a threading.local.
  *
  * An attribute that the compiled fast paths read on every operation, and
- * that is a plain slot (a member descriptor from __slots__) of a known
- * class, is read at the slot's offset for instances of exactly that class,
- * as long as that member descriptor is what the class's attribute look-up
- * finds, and the class's attribute look-up is the generic one (no
- * __getattribute__ of its own): checked at set-up, and again whenever the
- * class has changed since the last check (CPython gives a class a new
- * version tag whenever it is modified).  Every other read goes by name, through the attribute
- * look-up, and so does a read of an empty slot (which raises the
- * AttributeError the look-up raises).  The result is the look-up's: the
- * member descriptor it would use reads the same offset.
+ * that is a plain slot (a member descriptor: from __slots__, or an object
+ * member of a C type) of a known class, is read at the slot's offset for
+ * instances of exactly that class, as long as that member descriptor is
+ * what the class's attribute look-up finds, and the class's attribute
+ * look-up is the generic one (no __getattribute__ of its own): checked at
+ * set-up, and again whenever the class has changed since the last check
+ * (CPython gives a class a new version tag whenever it is modified).
+ * Every other read goes by name, through the attribute look-up, and so
+ * does a read of an empty slot (which raises the AttributeError the
+ * look-up raises, or gives None for a C type's member).  The result is
+ * the look-up's: the member descriptor it would use reads the same offset.
  */
 
 #ifndef DNEIO_FAST_READS_H
@@ -86,7 +87,10 @@ set_slot_read(SlotRead *r, PyObject *type)
     PyObject *member = _PyType_Lookup(tp, *r->name); /* borrowed */
     if (member != NULL && Py_IS_TYPE(member, &PyMemberDescr_Type) && tp->tp_version_tag != 0) {
         PyMemberDef *def = ((PyMemberDescrObject *)member)->d_member;
-        if (def->type == T_OBJECT_EX && !(def->flags & READ_RESTRICTED)) {
+        /* (A T_OBJECT member reads as None where it is empty: the read by
+         * name, which an empty slot falls back to, says so.) */
+        if ((def->type == T_OBJECT_EX || def->type == T_OBJECT)
+            && !(def->flags & READ_RESTRICTED)) {
             r->type = (PyTypeObject *)Py_NewRef(type);
             r->member = Py_NewRef(member);
             r->tag = tp->tp_version_tag;
@@ -94,6 +98,44 @@ set_slot_read(SlotRead *r, PyObject *type)
         }
     }
     return 0;
+}
+
+/* Let go of the classes of ``reads``: every one goes by name. */
+static inline void
+slot_reads_clear(SlotRead *const *reads, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Py_CLEAR(reads[i]->type);
+        Py_CLEAR(reads[i]->member);
+    }
+}
+
+/* set_slot_read() for each of ``reads``, with the class in ``types`` at the
+ * same place; on an error, every one goes by name.  0, or -1. */
+static inline int
+slot_reads_setup(SlotRead *const *reads, PyObject *const *types, size_t n)
+{
+    slot_reads_clear(reads, n);
+    for (size_t i = 0; i < n; i++) {
+        if (set_slot_read(reads[i], types[i]) < 0) {
+            slot_reads_clear(reads, n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The attribute ``name`` of ``tp``'s class dict (borrowed), where it is what
+ * the attribute look-up of an instance of exactly ``tp`` meets first: the
+ * look-up is the generic one and no instance dict can hide it.  NULL
+ * otherwise, and when the class has no such attribute (no exception set). */
+static inline PyObject *
+class_attribute_for_instances(PyTypeObject *tp, PyObject *name)
+{
+    if (tp->tp_dictoffset != 0 || tp->tp_getattro != PyObject_GenericGetAttr) {
+        return NULL;
+    }
+    return _PyType_Lookup(tp, name);
 }
 
 /* The reads in ``reads`` that go by offset now, as "Class.name" (a list). */

@@ -16,6 +16,7 @@
 #include <structmember.h>
 
 #include "_driver_c_api.h"
+#include "_fast_reads.h"
 
 static DneioCAPI *capi = NULL;
 
@@ -534,10 +535,7 @@ static PyObject *str_get_one_cb = NULL;
 static PyObject *
 bound_get_one_cb(PyObject *queue)
 {
-    PyTypeObject *tp = Py_TYPE(queue);
-    PyObject *descr = tp->tp_dictoffset == 0 && tp->tp_getattro == PyObject_GenericGetAttr
-                          ? _PyType_Lookup(tp, str_get_one_cb)
-                          : NULL;
+    PyObject *descr = class_attribute_for_instances(Py_TYPE(queue), str_get_one_cb);
     if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)
         && ((PyMethodDescrObject *)descr)->d_method->ml_meth
                == (PyCFunction)(void (*)(void))qc_get_one_cb) {
@@ -872,10 +870,7 @@ resume_unless_cancelled(PyObject *k, int is_exc, PyObject *value, PyObject **ans
         return *answer == NULL ? -1 : 1;
     }
     PyObject *r;
-    PyTypeObject *kind = Py_TYPE(k);
-    PyObject *method = kind->tp_dictoffset == 0 && kind->tp_getattro == PyObject_GenericGetAttr
-                           ? _PyType_Lookup(kind, str_resume_unless_cancelled) /* borrowed */
-                           : NULL;
+    PyObject *method = class_attribute_for_instances(Py_TYPE(k), str_resume_unless_cancelled);
     PyObject *atomic = NULL;
     if (method != NULL
         && (PyFunction_Check(method) || Py_IS_TYPE(method, &PyMethodDescr_Type))) {

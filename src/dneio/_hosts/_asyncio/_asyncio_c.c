@@ -1294,15 +1294,6 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
-static void
-clear_slot_reads(void)
-{
-    for (size_t i = 0; i < N_READS; i++) {
-        Py_CLEAR(all_reads[i]->type);
-        Py_CLEAR(all_reads[i]->member);
-    }
-}
-
 /* setup_slot_reads(hosting_type, asyncio_hosting_type, host_type) */
 static PyObject *
 setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1312,15 +1303,14 @@ setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "setup_slot_reads(hosting_type, asyncio_hosting_type, host_type)");
         return NULL;
     }
-    clear_slot_reads();
+    /* The class each of all_reads reads from, in its order: the hosting's
+     * two, asyncio's part's three, then its hosts'. */
+    PyObject *types[N_READS];
     for (size_t i = 0; i < N_READS; i++) {
-        /* The first two are the hosting's, the next three asyncio's part's,
-         * the rest its hosts'. */
-        PyObject *type = args[i < 2 ? 0 : i < 5 ? 1 : 2];
-        if (set_slot_read(all_reads[i], type) < 0) {
-            clear_slot_reads();
-            return NULL;
-        }
+        types[i] = args[i < 2 ? 0 : i < 5 ? 1 : 2];
+    }
+    if (slot_reads_setup(all_reads, types, N_READS) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }

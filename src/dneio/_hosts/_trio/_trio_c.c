@@ -26,7 +26,6 @@
 static DneioCAPI *capi = NULL;
 
 /* Registered by setup(). */
-static PyObject *run_context = NULL;       /* trio's GLOBAL_RUN_CONTEXT */
 static PyObject *runner = NULL;            /* the TrioRunner (its synchronous flag, _wait) */
 static PyObject *hosting_flag = NULL;      /* _entry.HOSTING (its trio attribute) */
 static PyObject *start_hosting = NULL;     /* NativeHosting.start_if_running */
@@ -169,7 +168,8 @@ ts_dealloc(TrioSlotCore *self)
 
 /* -- trio's run context ------------------------------------------------------ */
 
-/* This thread's dict of GLOBAL_RUN_CONTEXT (see _fast_reads.h). */
+/* trio's GLOBAL_RUN_CONTEXT (.local), and this thread's dict of it (see
+ * _fast_reads.h). */
 static LocalDict run_context_dict = {NULL, NULL, 0, 0, NULL};
 
 /* This thread's dict of GLOBAL_RUN_CONTEXT (a new reference), or NULL with
@@ -199,15 +199,6 @@ static SlotRead *const all_reads[] = {
     &read_host_ref, &read_run_runner, &read_hosting_trio, &read_records};
 #define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
 
-static void
-clear_slot_reads(void)
-{
-    for (size_t i = 0; i < N_READS; i++) {
-        Py_CLEAR(all_reads[i]->type);
-        Py_CLEAR(all_reads[i]->member);
-    }
-}
-
 /* setup_slot_reads(task_type, runner_type, host_type, run_type, hosting_type,
  * native_hosting_type) */
 static PyObject *
@@ -219,17 +210,10 @@ setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "hosting_type, native_hosting_type)");
         return NULL;
     }
-    clear_slot_reads();
-    if (set_slot_read(&read_task_runner, args[0]) < 0
-        || set_slot_read(&read_trio_token, args[1]) < 0
-        || set_slot_read(&read_host_run, args[2]) < 0
-        || set_slot_read(&read_host_ended, args[2]) < 0
-        || set_slot_read(&read_host_task, args[2]) < 0
-        || set_slot_read(&read_host_ref, args[2]) < 0
-        || set_slot_read(&read_run_runner, args[3]) < 0
-        || set_slot_read(&read_hosting_trio, args[4]) < 0
-        || set_slot_read(&read_records, args[5]) < 0) {
-        clear_slot_reads();
+    /* The class each of all_reads reads from, in its order. */
+    PyObject *types[N_READS] = {args[0], args[1], args[2], args[2], args[2],
+                                args[2], args[3], args[4], args[5]};
+    if (slot_reads_setup(all_reads, types, N_READS) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -626,24 +610,16 @@ ts_abort(TrioSlotCore *self, PyObject *raise_cancel)
 
 static PyObject *py_k_send = NULL, *py_k_throw = NULL, *py_k_resume = NULL;
 static PyObject *str_s, *str_resume;
-static PyTypeObject *k_type = NULL;   /* the continuation class */
-static Py_ssize_t k_slot_offset = -1; /* where its instances hold their slot (_s) */
+static SlotRead read_k_slot = SLOT_READ(str_s); /* the continuation's slot (_s) */
 
 /* The slot of k if a resumption of k now only stores its outcome (a new
  * reference); NULL without an exception otherwise. */
 static PyObject *
 pending_here(PyObject *k)
 {
-    PyObject *s;
-    if (k_slot_offset >= 0 && Py_TYPE(k) == k_type) {
-        s = *(PyObject **)((char *)k + k_slot_offset);
-        Py_XINCREF(s);
-    }
-    else {
-        s = PyObject_GetAttr(k, str_s);
-        PyErr_Clear();
-    }
+    PyObject *s = read_slot(&read_k_slot, k);
     if (s == NULL) {
+        PyErr_Clear();
         return NULL;
     }
     if (!PyObject_TypeCheck(s, &TrioSlotCore_Type) || ((SlotCore *)s)->state != HS_PENDING) {
@@ -795,16 +771,10 @@ setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     PyTypeObject *tp = (PyTypeObject *)args[0];
-    /* Where the slot is: the offset of the _s member, if it is a plain one. */
-    PyObject *member = _PyType_Lookup(tp, str_s); /* borrowed */
-    k_slot_offset = -1;
-    if (member != NULL && Py_IS_TYPE(member, &PyMemberDescr_Type)) {
-        PyMemberDef *def = ((PyMemberDescrObject *)member)->d_member;
-        if (def->type == T_OBJECT || def->type == T_OBJECT_EX) {
-            k_slot_offset = def->offset;
-        }
+    /* Its slot read at its offset, if it is a plain one. */
+    if (set_slot_read(&read_k_slot, args[0]) < 0) {
+        return NULL;
     }
-    Py_XSETREF(k_type, (PyTypeObject *)Py_NewRef(tp));
     Py_XSETREF(py_k_send, Py_NewRef(args[1]));
     Py_XSETREF(py_k_throw, Py_NewRef(args[2]));
     Py_XSETREF(py_k_resume, Py_NewRef(args[3]));
@@ -1109,7 +1079,7 @@ host_is_live(PyObject *host, PyObject *trio_runner)
 static PyObject *
 hc_enter_in_task(PyObject *self, PyObject *coro)
 {
-    if (run_context == NULL) {
+    if (run_context_dict.local == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio core is not set up");
         return NULL;
     }
@@ -1391,7 +1361,6 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     if (local_dict_setup(&run_context_dict, a[0]) < 0) {
         return NULL;
     }
-    Py_XSETREF(run_context, Py_NewRef(a[0]));
     Py_XSETREF(runner, Py_NewRef(a[1]));
     Py_XSETREF(hosting_flag, Py_NewRef(a[2]));
     Py_XSETREF(start_hosting, Py_NewRef(a[3]));
@@ -1416,10 +1385,7 @@ disable(PyObject *module, PyObject *unused)
 {
     Py_CLEAR(py_step);
     Py_CLEAR(slot_type);
-    if (run_context != NULL && local_dict_setup(&run_context_dict, run_context) < 0) {
-        return NULL;
-    }
-    clear_slot_reads();
+    slot_reads_clear(all_reads, N_READS);
     Py_RETURN_NONE;
 }
 
@@ -1432,8 +1398,8 @@ static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register what the compiled trio shift needs from the runner."},
     {"setup_slot_reads", (PyCFunction)(void (*)(void))setup_slot_reads, METH_FASTCALL,
-     "Read Task._runner, Runner.trio_token, _Host.run, .ended, .task, .ref and _Run.runner "
-     "at their slots' offsets where they are plain slots of these classes."},
+     "Read trio's Task._runner and Runner.trio_token, and the hosting's attributes, at "
+     "their slots' offsets where they are plain slots of these classes."},
     {"slot_reads", slot_reads, METH_NOARGS,
      "Which attribute reads go by offset now, as 'Class.name'."},
     {"shift_if_in_task", shift_if_in_task, METH_O,
