@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import inspect
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from dneio import shift
@@ -89,7 +91,9 @@ def test_a_slot_handed_straight_back_is_refused_and_its_holder_told() -> None:
     assert kept[0].is_cancelled()
 
 
-def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_allow() -> None:
+def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_allow(
+    slot_as_property: Callable[[type, str], AbstractContextManager[list[int]]],
+) -> None:
     """Where the compiled hook reads a plain slot of the hosting and its hosts
     at its offset, a class whose attribute is no longer that slot is read
     by name, and read at the offset again once the slot is back."""
@@ -125,19 +129,9 @@ def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_a
 
         return asyncio.run(main())
 
-    member = _runner._Host.__dict__["ended"]
-    looked_up: list[int] = []
-
-    def ended(self: Any) -> Any:
-        looked_up.append(1)
-        return member.__get__(self, type(self))
-
-    _runner._Host.ended = property(ended, member.__set__)  # type: ignore[assignment]
-    try:
+    with slot_as_property(_runner._Host, "ended") as looked_up:
         assert "_Host.ended" not in _runner._asyncio_c.slot_reads()
         total, hosts = requests(100)
-    finally:
-        _runner._Host.ended = member  # type: ignore[misc]
     assert total == sum(range(100)) and len(hosts) == 1
     assert len(looked_up) >= 100  # every entry into the server's host asked the property
     assert set(_runner._asyncio_c.slot_reads()) == everything

@@ -7,6 +7,7 @@ import inspect
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,19 +44,6 @@ def _slow_claim_tracer() -> Any:
     return global_
 
 
-def _run_switching_often(threads: list[threading.Thread]) -> None:
-    """Start the threads and wait for them, switching threads as often as CPython allows."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(interval)
-
-
 async def _settle_until_done(h: Harness, tasks: list[Any], tries: int, pause: float) -> None:
     """Let the host run until every task is done (resumptions from threads hop to it)."""
     for _ in range(tries):
@@ -68,7 +56,9 @@ async def _settle_until_done(h: Harness, tasks: list[Any], tries: int, pause: fl
 
 
 @HOSTS
-def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
+def test_two_threads_cannot_both_resume(
+    dneio_runner: Harness, run_switching_often: Callable[[list[threading.Thread]], None]
+) -> None:
     async def main(h: Harness) -> Any:
         parked: list[Any] = []
         got: list[Any] = []
@@ -93,7 +83,7 @@ def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
                 sys.settrace(None)
 
         threads = [threading.Thread(target=racer, args=(v,)) for v in "xy"]
-        _run_switching_often(threads)
+        run_switching_often(threads)
         await _settle_until_done(h, [t], 50, 0.01)
         return sorted(outcomes), len(got)
 
@@ -101,7 +91,9 @@ def test_two_threads_cannot_both_resume(dneio_runner: Harness) -> None:
 
 
 @HOSTS
-def test_many_threads_race_to_resume_and_exactly_one_wins_each_time(dneio_runner: Harness) -> None:
+def test_many_threads_race_to_resume_and_exactly_one_wins_each_time(
+    dneio_runner: Harness, run_switching_often: Callable[[list[threading.Thread]], None]
+) -> None:
     """Many parked tasks, each resumed at once from three threads: one claim wins per task.
 
     The claim is C code with the compiled core and takes a lock on the
@@ -137,7 +129,7 @@ def test_many_threads_race_to_resume_and_exactly_one_wins_each_time(dneio_runner
                         results.append(outcome)
 
             threads = [threading.Thread(target=racer, args=(v,)) for v in "xyz"]
-            _run_switching_often(threads)
+            run_switching_often(threads)
             await _settle_until_done(h, spawned, 200, 0.005)
         return delivered, results
 

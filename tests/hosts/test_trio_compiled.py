@@ -10,7 +10,9 @@ unusual case goes to the Python reference.  Each test here runs on both:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -449,8 +451,6 @@ def test_the_first_task_of_a_run_parks_before_trio_has_made_its_token(path: str)
     """trio makes a run's token only when asked: the first shift of a fresh
     run must still leave a continuation that can be resumed from another
     thread, or dropped."""
-    import threading
-
     from dneio import ContinuationDropped
 
     def from_a_thread() -> Any:
@@ -567,7 +567,9 @@ def _request_from_trio(n: int) -> tuple[int, set[Any], Any]:
     return trio.run(main)
 
 
-def test_the_attributes_read_at_their_offsets_follow_their_classes(path: str) -> None:
+def test_the_attributes_read_at_their_offsets_follow_their_classes(
+    path: str, slot_as_property: Callable[[type, str], AbstractContextManager[list[int]]]
+) -> None:
     """Where the compiled part reads a plain slot of trio's task and runner
     and of the hosting's records at its offset, a change to the class
     sends the read back to the attribute look-up."""
@@ -579,19 +581,9 @@ def test_the_attributes_read_at_their_offsets_follow_their_classes(path: str) ->
                           "_Host.task", "_Host.ref", "_Run.runner", "Hosting.trio",
                           "NativeHosting.records"}
     assert _request_from_trio(200)[0] == sum(range(200))
-    member = _runner._Run.__dict__["runner"]
-    looked_up: list[int] = []
-
-    def runner(self: Any) -> Any:
-        looked_up.append(1)
-        return member.__get__(self, type(self))
-
-    _runner._Run.runner = property(runner, member.__set__)  # type: ignore[assignment]
-    try:
+    with slot_as_property(_runner._Run, "runner") as looked_up:
         assert "_Run.runner" not in _runner._trio_c.slot_reads()
         total, roots, root = _request_from_trio(200)
-    finally:
-        _runner._Run.runner = member  # type: ignore[misc]
     assert total == sum(range(200)) and roots == {root}
     assert len(looked_up) >= 200  # every entry into the server's host asked the property
     # The slot is back: read at its offset again, with no new set-up.
@@ -599,13 +591,12 @@ def test_the_attributes_read_at_their_offsets_follow_their_classes(path: str) ->
     assert _request_from_trio(200)[0] == sum(range(200))
 
 
-def test_trio_runs_on_two_threads_at_once_each_host_their_own(path: str) -> None:
+def test_trio_runs_on_two_threads_at_once_each_host_their_own(
+    path: str, run_switching_often: Callable[[list[threading.Thread]], None]
+) -> None:
     """Each thread's run context is its own: native code entered from a trio
     task on one thread never sees the other thread's run, with the
     interpreter switching threads as often as it can."""
-    import sys
-    import threading
-
     results: dict[int, tuple[int, set[Any], Any]] = {}
     errors: list[BaseException] = []
 
@@ -615,16 +606,7 @@ def test_trio_runs_on_two_threads_at_once_each_host_their_own(path: str) -> None
         except BaseException as e:  # reported below
             errors.append(e)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
+    run_switching_often([threading.Thread(target=one, args=(i,)) for i in range(3)])
     assert not errors, errors
     assert len(results) == 3
     for total, roots, root in results.values():
