@@ -361,6 +361,15 @@ def test(args: list[str]) -> None:
     printing = threading.Lock()
     set_up_took: list[float] = []
 
+    def show(out: IO[str], header: str | None = None) -> None:
+        """What a step wrote to ``out``, shown whole (after ``header``)."""
+        out.seek(0)
+        with printing:
+            if header is not None:
+                print(header, flush=True)
+            shutil.copyfileobj(out, sys.stdout)
+            sys.stdout.flush()
+
     stop = threading.Event()  # set when the job is interrupted (Ctrl-C)
 
     def set_up() -> None:
@@ -375,10 +384,7 @@ def test(args: list[str]) -> None:
                     except Failed as e:
                         print(e, file=out, flush=True)
                         broken[env] = str(e)
-                    out.seek(0)
-                    with printing:
-                        shutil.copyfileobj(out, sys.stdout)
-                        sys.stdout.flush()
+                    show(out)
                 if all(later.python.version != env.python.version for later in envs[i + 1:]):
                     ready[env.python.version].set()
         finally:
@@ -408,11 +414,7 @@ def test(args: list[str]) -> None:
             except Failed as e:
                 result = ("FAILED", run.name, f"{_minutes(time.monotonic() - t0)}  {e}")
             if out is not None:
-                out.seek(0)
-                with printing:
-                    print(header, flush=True)
-                    shutil.copyfileobj(out, sys.stdout)
-                    sys.stdout.flush()
+                show(out, header)
         return result
 
     def lint_checks() -> list[tuple[str, str, str]]:
@@ -430,11 +432,7 @@ def test(args: list[str]) -> None:
                 code = _run(cmd, None, out)
                 results.append(("passed", name, "") if code == 0
                                else ("FAILED", name, f"exit code {code}"))
-            out.seek(0)
-            with printing:
-                print("\n=== mypy --strict and ruff (.venv) ===", flush=True)
-                shutil.copyfileobj(out, sys.stdout)
-                sys.stdout.flush()
+            show(out, "\n=== mypy --strict and ruff (.venv) ===")
         return results
 
     # The runs start in the order their Python is ready, the longest first (a run on
