@@ -606,10 +606,10 @@ def _setup_compiled(use: bool = True) -> str:
         # attribute reads their fast path.)
         TrioRunner.shift_if_in_task = staticmethod(_trio_c.shift_if_in_task)  # type: ignore[method-assign]
         # The attributes read on every shift and hosting, where they are
-        # plain slots of these classes: read at their offsets (set up last:
-        # a class changed afterwards is read by name).
+        # plain slots of these classes: read at their offsets (a class
+        # changed afterwards is checked again at its next read).
         _trio_c.setup_slot_reads(
-            tl.Task, _trio_internals._run.Runner, _Host, _Run, type(HOSTING), NativeHosting
+            tl.Task, _trio_internals._run.Runner, _Host, _Run, Hosting, NativeHosting
         )
     _registry.refresh_hot_path()
     return problem
