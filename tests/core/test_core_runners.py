@@ -146,6 +146,36 @@ def test_throw_resume_and_call_deliver(dneio_runner: Harness) -> None:
     assert dneio_runner.run(main) == [1, "ZeroDivisionError('z')", 3, 4]
 
 
+def test_func_raising_after_resuming_k(dneio_runner: Harness) -> None:
+    """A func that resumes k and then raises: natively the coroutine goes on
+    with the value and the error reaches whoever drives it (here the run);
+    under a host the error is raised at the await instead, and k is spent."""
+    seen: list[Any] = []
+    kept: list[Any] = []
+
+    def func(k: Any) -> None:
+        kept.append(k)
+        k.send("v")
+        raise KeyError("late")
+
+    async def main(h: Harness) -> str:
+        try:
+            seen.append(("value", await shift(func)))
+        except KeyError as exc:
+            seen.append(("raised", exc.args[0]))
+        with pytest.raises(ContinuationSpentError):
+            kept[0].send("again")
+        return "ended"
+
+    if dneio_runner.base == "native":
+        with pytest.raises(KeyError, match="late"):
+            dneio_runner.run(main)
+        assert seen == [("value", "v")]
+    else:
+        assert dneio_runner.run(main) == "ended"
+        assert seen == [("raised", "late")]
+
+
 def test_exception_in_task_after_resume(dneio_runner: Harness) -> None:
     async def main(h: Harness) -> Any:
         box: list[Any] = []
