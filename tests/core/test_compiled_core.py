@@ -347,6 +347,46 @@ def test_a_value_a_coroutine_is_resumed_with_is_not_kept_alive() -> None:
     assert seen == ["Value", "Value", "Value", "int"]
 
 
+def test_a_stop_iteration_or_its_args_someone_keeps_stay_as_they_were() -> None:
+    """From CPython 3.12 on, each resumption with a value finishes the shift
+    with a StopIteration, which the compiled core reuses while no one else
+    holds it or its args: one that is kept, or whose args are, is not
+    touched by later resumptions."""
+    import types
+
+    from dneio import reset, shift
+
+    parked: list[Any] = []
+    kept: list[Any] = []
+
+    @types.coroutine
+    def by_hand(func: Any, keep: str) -> Any:
+        # What ``yield from`` does, keeping what the shift finishes with.
+        it = shift(func).__await__()
+        out = it.send(None)
+        while True:
+            value = yield out
+            try:
+                out = it.send(value)
+            except StopIteration as stop:
+                kept.append(stop if keep == "exception" else stop.args)
+                return stop.value
+
+    async def reader() -> list[Any]:
+        got = []
+        for keep in ("exception", "args", "exception", "args"):
+            got.append(await by_hand(parked.append, keep))
+        return got
+
+    reset(reader())
+    for value in ("a", "b", "c", "d"):
+        parked.pop().send(value)
+    assert kept[0].value == "a" and kept[0].args == ("a",)
+    assert kept[1] == ("b",)
+    assert kept[2].value == "c" and kept[2].args == ("c",)
+    assert kept[3] == ("d",)
+
+
 def test_a_compiled_core_built_for_another_version_is_not_used() -> None:
     """An in-place build left from another version: pure Python, and a warning that says so."""
     code = """

@@ -56,6 +56,16 @@ static PyObject *hosts_watch = NULL;
 static PyObject *no_runner_message = NULL; /* what shift says when no host serves it */
 static PyObject *continuation_type = NULL; /* _driver_py.NativeContinuation */
 static PyObject *entry_hook = NULL;     /* _driver_py.entry_hook (None or an object) */
+/* The compiled hook types the host parts registered (add_hook_type), and
+ * the entry hook's own enter and leave when it is of one of them. */
+static struct {
+    PyTypeObject *type;
+    HookEnterFn enter;
+    HookLeaveFn leave;
+} hook_types[4];
+static int n_hook_types = 0;
+static HookEnterFn entry_enter = NULL;
+static HookLeaveFn entry_leave = NULL;
 static Py_ssize_t max_depth = 40;
 static PyObject *str_state = NULL;
 static PyObject *py_reset = NULL;       /* _driver_py.py_reset, for everything unusual */
@@ -269,14 +279,32 @@ stop_iteration(PyObject *value)
     PyBaseExceptionObject *e = (PyBaseExceptionObject *)spare_stop;
     if (e != NULL && Py_REFCNT(e) == 1 && e->dict == NULL && e->notes == NULL
         && e->traceback == NULL && e->context == NULL && e->cause == NULL) {
-        PyObject *args = PyTuple_Pack(1, value);
-        if (args == NULL) {
-            return NULL;
+        /* What it held is released last, once it is whole and ours: that
+         * may run a finalizer that resumes something and comes here. */
+        PyObject *old_value = ((PyStopIterationObject *)e)->value;
+        PyObject *old_args = e->args, *old_item = NULL;
+        if (old_args != NULL && PyTuple_CheckExact(old_args) && PyTuple_GET_SIZE(old_args) == 1
+            && Py_REFCNT(old_args) == 1) {
+            /* Its own one-tuple, which no one else has seen: refilled in
+             * place, as CPython's own iterators refill a result tuple. */
+            old_item = PyTuple_GET_ITEM(old_args, 0);
+            PyTuple_SET_ITEM(old_args, 0, Py_NewRef(value));
+            old_args = NULL;
         }
-        Py_XSETREF(e->args, args);
-        Py_XSETREF(((PyStopIterationObject *)e)->value, Py_NewRef(value));
+        else {
+            PyObject *args = PyTuple_Pack(1, value);
+            if (args == NULL) {
+                return NULL;
+            }
+            e->args = args;
+        }
+        ((PyStopIterationObject *)e)->value = Py_NewRef(value);
         e->suppress_context = 0;
-        return Py_NewRef((PyObject *)e);
+        Py_INCREF(e);
+        Py_XDECREF(old_value);
+        Py_XDECREF(old_item);
+        Py_XDECREF(old_args);
+        return (PyObject *)e;
     }
     PyObject *fresh = PyObject_CallOneArg(PyExc_StopIteration, value);
     if (fresh != NULL) {
@@ -292,8 +320,22 @@ empty_spare_stop(void)
     PyBaseExceptionObject *e = (PyBaseExceptionObject *)spare_stop;
     if (e != NULL && ((PyStopIterationObject *)e)->value != Py_None) {
         if (Py_REFCNT(e) == 1) {
-            Py_SETREF(((PyStopIterationObject *)e)->value, Py_NewRef(Py_None));
-            Py_XSETREF(e->args, PyTuple_New(0));
+            /* Released last, as in stop_iteration(). */
+            PyObject *old_value = ((PyStopIterationObject *)e)->value;
+            PyObject *old_args = e->args, *old_item = NULL;
+            if (old_args != NULL && PyTuple_CheckExact(old_args)
+                && PyTuple_GET_SIZE(old_args) == 1 && Py_REFCNT(old_args) == 1) {
+                old_item = PyTuple_GET_ITEM(old_args, 0);
+                PyTuple_SET_ITEM(old_args, 0, Py_NewRef(Py_None));
+                old_args = NULL;
+            }
+            else {
+                e->args = PyTuple_New(0);  /* NULL only if out of memory: then no args */
+            }
+            ((PyStopIterationObject *)e)->value = Py_NewRef(Py_None);
+            Py_XDECREF(old_value);
+            Py_XDECREF(old_item);
+            Py_XDECREF(old_args);
         }
         else {
             Py_CLEAR(spare_stop);  /* someone kept it: it is theirs now */
@@ -599,7 +641,11 @@ hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int
         return step(st, coro, ctx, value);
     }
     PyObject *hosting = Py_NewRef(entry_hook);
-    PyObject *resumer = PyObject_CallMethodObjArgs(hosting, str_enter, (PyObject *)st, coro, NULL);
+    /* The hook's own leave, whatever the step does to the entry hook. */
+    HookLeaveFn leave = entry_leave;
+    PyObject *resumer = entry_enter != NULL
+        ? entry_enter(hosting, (PyObject *)st, coro)
+        : PyObject_CallMethodObjArgs(hosting, str_enter, (PyObject *)st, coro, NULL);
     if (resumer == NULL) {
         Py_DECREF(hosting);
         *not_run = 1;
@@ -613,7 +659,8 @@ hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int
     PyObject *answer = step(st, coro, ctx, value);
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
-    PyObject *r = PyObject_CallMethodOneArg(hosting, str_leave, resumer);
+    PyObject *r = leave != NULL ? leave(hosting, resumer)
+                                : PyObject_CallMethodOneArg(hosting, str_leave, resumer);
     Py_DECREF(resumer);
     Py_DECREF(hosting);
     if (r == NULL) {
@@ -2047,7 +2094,42 @@ static PyObject *
 set_entry_hook(PyObject *module, PyObject *value)
 {
     Py_XSETREF(entry_hook, Py_NewRef(value));
+    entry_enter = NULL;
+    entry_leave = NULL;
+    for (int i = 0; i < n_hook_types; i++) {
+        if (Py_IS_TYPE(value, hook_types[i].type)) {
+            entry_enter = hook_types[i].enter;
+            entry_leave = hook_types[i].leave;
+        }
+    }
     Py_RETURN_NONE;
+}
+
+static int
+add_hook_type(PyTypeObject *type, HookEnterFn enter, HookLeaveFn leave)
+{
+    if (type->tp_flags & Py_TPFLAGS_BASETYPE) {
+        PyErr_Format(PyExc_TypeError, "dneio: a compiled hook type (%s) must not be subclassable",
+                     type->tp_name);
+        return -1;
+    }
+    for (int i = 0; i < n_hook_types; i++) {
+        if (hook_types[i].type == type) {
+            hook_types[i].enter = enter;
+            hook_types[i].leave = leave;
+            return 0;
+        }
+    }
+    if (n_hook_types == (int)(sizeof(hook_types) / sizeof(hook_types[0]))) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: too many compiled hook types");
+        return -1;
+    }
+    Py_INCREF(type);
+    hook_types[n_hook_types].type = type;
+    hook_types[n_hook_types].enter = enter;
+    hook_types[n_hook_types].leave = leave;
+    n_hook_types += 1;
+    return 0;
 }
 
 static PyObject *
@@ -2158,6 +2240,8 @@ PyInit__driver_c(void)
     capi.outcome = slot_outcome_impl;
     capi.is_live_native = live_native;
     capi.native_send = native_send;
+    capi.add_hook_type = add_hook_type;
+    capi.resume = slot_resume_impl;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

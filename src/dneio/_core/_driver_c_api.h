@@ -41,6 +41,13 @@ enum {
     HS_DROPPED = 6,   /* the handle was dropped before func returned */
 };
 
+/* A compiled entry hook's enter and leave: what its methods of those names
+ * do, called by the core without looking the methods up.  enter(hook, st,
+ * coro) returns the token for leave (a new reference), None, or NULL with
+ * an exception set; leave(hook, token) returns a new reference or NULL. */
+typedef PyObject *(*HookEnterFn)(PyObject *hook, PyObject *st, PyObject *coro);
+typedef PyObject *(*HookLeaveFn)(PyObject *hook, PyObject *token);
+
 typedef struct {
     int version;
     PyTypeObject *slot_type;
@@ -56,9 +63,18 @@ typedef struct {
     int (*is_live_native)(PyObject *k);
     /* A native continuation's send(value): the answer (new reference), or NULL. */
     PyObject *(*native_send)(PyObject *k, PyObject *value);
+    /* Make the objects of ``type`` compiled entry hooks: while one is the
+     * entry hook, the core calls enter and leave directly.  ``type`` must
+     * not be subclassable, so that its methods are these.  0, or -1 with an
+     * exception set. */
+    int (*add_hook_type)(PyTypeObject *type, HookEnterFn enter, HookLeaveFn leave);
+    /* SlotCore.resume(k, is_exc, value) of the core, whatever a subclass
+     * defines (as the core's own continuations call it): 1 delivered, 0 the
+     * task was cancelled (a no-op), -1 with an exception set. */
+    int (*resume)(SlotCore *slot, PyObject *k, int is_exc, PyObject *value);
 } DneioCAPI;
 
-#define DNEIO_CAPI_VERSION 2
+#define DNEIO_CAPI_VERSION 3
 #define DNEIO_CAPI_NAME "dneio._core._driver_c._C_API"
 
 #endif

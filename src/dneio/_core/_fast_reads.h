@@ -224,4 +224,73 @@ local_dict(LocalDict *c)
     return d;
 }
 
+/* A coroutine's cr_frame (None once it has finished), as the attribute
+ * look-up gives it: for an object of exactly the coroutine type (which no
+ * one can change) its getter is called directly; everything else goes by
+ * name.  ``name`` is the interned "cr_frame". */
+static inline PyObject *
+coro_frame(PyObject *coro, PyObject *name)
+{
+    static getter cr_frame_get = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        for (PyGetSetDef *g = PyCoro_Type.tp_getset; g != NULL && g->name != NULL; g++) {
+            if (strcmp(g->name, "cr_frame") == 0) {
+                cr_frame_get = g->get;
+            }
+        }
+    }
+    if (cr_frame_get != NULL && Py_IS_TYPE(coro, &PyCoro_Type)) {
+        return cr_frame_get(coro, NULL);
+    }
+    return PyObject_GetAttr(coro, name);
+}
+
+/* id(obj), as the int object Python's id() makes: the last one made is
+ * kept and handed out again for the same address, which always gives an
+ * equal int (the hosts' records are keyed by id). */
+static inline PyObject *
+id_of(PyObject *obj)
+{
+    static void *last = NULL;
+    static PyObject *last_id = NULL;
+    if (last_id != NULL && last == (void *)obj) {
+        return Py_NewRef(last_id);
+    }
+    PyObject *id = PyLong_FromVoidPtr(obj);
+    if (id != NULL) {
+        Py_XSETREF(last_id, Py_NewRef(id));
+        last = (void *)obj;
+    }
+    return id;
+}
+
+/* obj.name (a new reference, or NULL with an exception set), for an
+ * attribute kept in obj's instance dict: read from that dict when obj's
+ * class has the generic look-up and no data descriptor of that name, which
+ * is when the look-up would read it there too; everything else, and a name
+ * not in the dict, goes by name. */
+static inline PyObject *
+instance_attribute(PyObject *obj, PyObject *name)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp->tp_getattro == PyObject_GenericGetAttr && tp->tp_dictoffset != 0) {
+        PyObject *on_class = _PyType_Lookup(tp, name);
+        if (on_class == NULL || Py_TYPE(on_class)->tp_descr_set == NULL) {
+            PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+            if (dict == NULL) {
+                return NULL;
+            }
+            PyObject *value = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, name) : NULL;
+            Py_XINCREF(value);
+            Py_DECREF(dict);
+            if (value != NULL || PyErr_Occurred()) {
+                return value;
+            }
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 #endif /* DNEIO_FAST_READS_H */

@@ -401,6 +401,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *queue;
     PyObject *val;
+    vectorcallfunc vectorcall;  /* rq_vectorcall: shift calls it with no tuple of arguments */
 } Request;
 
 static PyTypeObject Request_Type;
@@ -430,21 +431,23 @@ rq_dealloc(Request *self)
 }
 
 static PyObject *
-rq_call(Request *self, PyObject *args, PyObject *kwds)
+rq_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    PyObject *k;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+    Request *self = (Request *)callable;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         PyErr_SetString(PyExc_TypeError, "a request takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "request", 1, 1, &k)) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "request expected 1 argument, got %zd", nargs);
         return NULL;
     }
     if (self->queue == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "this request was cleared");
         return NULL;
     }
-    return request_cb_impl((QueueCore *)self->queue, self->val, k);
+    return request_cb_impl((QueueCore *)self->queue, self->val, args[0]);
 }
 
 static PyObject *
@@ -461,11 +464,12 @@ static PyTypeObject Request_Type = {
     .tp_name = "dneio.RequestQueue.request_cb",
     .tp_doc = "request_cb bound to a queue and a value: what request() hands to shift.",
     .tp_basicsize = sizeof(Request),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Request, vectorcall),
     .tp_traverse = (traverseproc)rq_traverse,
     .tp_clear = (inquiry)rq_clear,
     .tp_dealloc = (destructor)rq_dealloc,
-    .tp_call = (ternaryfunc)rq_call,
+    .tp_call = PyVectorcall_Call,
     .tp_repr = (reprfunc)rq_repr,
 };
 
@@ -514,6 +518,7 @@ qc_request(QueueCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     }
     rq->queue = Py_NewRef((PyObject *)self);
     rq->val = Py_NewRef(val);
+    rq->vectorcall = rq_vectorcall;
     PyObject_GC_Track(rq);
     PyObject *awaitable = PyObject_CallOneArg(shift, (PyObject *)rq);
     Py_DECREF(rq);

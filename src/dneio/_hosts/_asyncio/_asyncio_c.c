@@ -500,7 +500,7 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
     self->queued = 0;
     if (self->cb0 != NULL && self->more == NULL) {
         /* The checks first: they may run Python code, which may change the callbacks. */
-        PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
+        PyObject *sync = instance_attribute(runner, str_synchronous);
         if (sync == NULL) {
             return NULL;
         }
@@ -700,7 +700,7 @@ shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
         return NULL;
     }
     Py_DECREF(st);
-    PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
+    PyObject *sync = instance_attribute(runner, str_synchronous);
     int synchronous = sync == NULL ? -1 : PyObject_IsTrue(sync);
     Py_XDECREF(sync);
     if (synchronous < 0) {
@@ -928,7 +928,7 @@ take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
     if (found != NULL) {
         /* HostRecords._record */
         PyObject *records = read_slot(&read_records, aio);
-        PyObject *ckey = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+        PyObject *ckey = records == NULL ? NULL : id_of(coro);
         int r = ckey == NULL ? -1 : PyObject_SetAttr(found, str_ref, Py_None);
         if (r == 0) {
             r = PyObject_SetItem(records, ckey, found);
@@ -951,7 +951,7 @@ static int
 release_host(PyObject *aio, PyObject *coro, PyObject *host)
 {
     PyObject *records = read_slot(&read_records, aio);
-    PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    PyObject *key = records == NULL ? NULL : id_of(coro);
     if (key == NULL) {
         Py_XDECREF(records);
         return -1;
@@ -1071,7 +1071,7 @@ fast_enter(Hook *self, PyObject *coro)
         goto done;
     }
     records = read_slot(&read_records, aio);
-    key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    key = records == NULL ? NULL : id_of(coro);
     if (key == NULL || !PyDict_CheckExact(records)) {
         goto done;
     }
@@ -1140,18 +1140,25 @@ done:
 }
 
 static PyObject *
+hook_enter_impl(PyObject *hook, PyObject *st, PyObject *coro)
+{
+    Hook *self = (Hook *)hook;
+    PyObject *token = fast_enter(self, coro);
+    if (token != NULL || PyErr_Occurred()) {
+        return token;
+    }
+    PyObject *call[3] = {self->hosting, st, coro};
+    return PyObject_VectorcallMethod(str_enter, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
 hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "enter(st, coro)");
         return NULL;
     }
-    PyObject *token = fast_enter(self, args[1]);
-    if (token != NULL || PyErr_Occurred()) {
-        return token;
-    }
-    PyObject *call[3] = {self->hosting, args[0], args[1]};
-    return PyObject_VectorcallMethod(str_enter, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    return hook_enter_impl((PyObject *)self, args[0], args[1]);
 }
 
 /* HostRecords._after_step: release the host of a finished coroutine, or
@@ -1159,7 +1166,7 @@ hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
 static int
 after_step(PyObject *aio, PyObject *coro, PyObject *host)
 {
-    PyObject *frame = PyObject_GetAttr(coro, str_cr_frame);
+    PyObject *frame = coro_frame(coro, str_cr_frame);
     if (frame == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
             return -1;
@@ -1178,7 +1185,7 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
         return unwatched;
     }
     PyObject *records = read_slot(&read_records, aio);
-    PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    PyObject *key = records == NULL ? NULL : id_of(coro);
     PyObject *r = NULL;
     if (key != NULL) {
         r = PyObject_CallMethod(records, "get", "O", key);
@@ -1199,8 +1206,9 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
 }
 
 static PyObject *
-hook_leave(Hook *self, PyObject *token)
+hook_leave_impl(PyObject *hook, PyObject *token)
 {
+    Hook *self = (Hook *)hook;
     if (!PyTuple_CheckExact(token) || PyTuple_GET_SIZE(token) != 7
         || PyTuple_GET_ITEM(token, 0) != (PyObject *)self) {
         if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) > 0
@@ -1225,6 +1233,12 @@ hook_leave(Hook *self, PyObject *token)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+hook_leave(Hook *self, PyObject *token)
+{
+    return hook_leave_impl((PyObject *)self, token);
 }
 
 static PyMethodDef hook_methods[] = {
@@ -1356,7 +1370,8 @@ PyInit__asyncio_c(void)
         return NULL;
     }
     AsyncioSlotCore_Type.tp_base = capi->slot_type;
-    if (PyType_Ready(&AsyncioSlotCore_Type) < 0 || PyType_Ready(&Hook_Type) < 0) {
+    if (PyType_Ready(&AsyncioSlotCore_Type) < 0 || PyType_Ready(&Hook_Type) < 0
+        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave_impl) < 0) {
         return NULL;
     }
     str_synchronous = PyUnicode_InternFromString("synchronous");

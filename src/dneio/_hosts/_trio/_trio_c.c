@@ -52,6 +52,7 @@ static PyObject *str_check_resumable_slow, *str_wake_slow, *str_try_cancel, *str
 static PyObject *abort_succeeded = NULL, *abort_failed = NULL; /* trio.lowlevel.Abort */
 static PyObject *one = NULL;
 static PyObject *empty_tuple = NULL;
+static PyObject *delivered_nothing = NULL;  /* (True, None): a reply taken before the task waited */
 
 /* The exception being raised, normalised, with its traceback (a new
  * reference), and none set; NULL if none is. */
@@ -242,7 +243,13 @@ attr_true(PyObject *obj, PyObject *name)
 static int
 synchronous_mode(void)
 {
-    return attr_true(runner, str_synchronous);
+    PyObject *v = instance_attribute(runner, str_synchronous);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
 }
 
 /* Does an asyncio loop run on this thread (a trio guest run inside asyncio)?
@@ -609,7 +616,7 @@ ts_abort(TrioSlotCore *self, PyObject *raise_cancel)
  * every other case to the Python methods, saved by setup_continuation(). */
 
 static PyObject *py_k_send = NULL, *py_k_throw = NULL, *py_k_resume = NULL;
-static PyObject *str_s, *str_resume;
+static PyObject *str_s;
 static SlotRead read_k_slot = SLOT_READ(str_s); /* the continuation's slot (_s) */
 
 /* The slot of k if a resumption of k now only stores its outcome (a new
@@ -641,13 +648,6 @@ pending_here(PyObject *k)
     return s;
 }
 
-/* slot.resume(k, is_exc, value): True, or NULL. */
-static PyObject *
-resume_pending(PyObject *s, PyObject *k, int is_exc, PyObject *value)
-{
-    PyObject *args[4] = {s, k, is_exc ? Py_True : Py_False, value};
-    return PyObject_VectorcallMethod(str_resume, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
 
 /* fn(k, *args, **kwargs), with the arguments of a vectorcall. */
 static PyObject *
@@ -689,13 +689,10 @@ store_if_pending(PyObject *k, int is_exc, PyObject *value)
     if (s == NULL) {
         return 0;
     }
-    PyObject *r = resume_pending(s, k, is_exc, value);
+    /* The core's resume, as its own continuations call it. */
+    int r = capi->resume((SlotCore *)s, k, is_exc, value);
     Py_DECREF(s);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 1;
+    return r < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -734,7 +731,7 @@ tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs,
         int done = store_if_pending(k, is_exc, args[1]);
         if (done != 0) {
             /* A pending task is never cancelled: delivered. */
-            return done < 0 ? NULL : PyTuple_Pack(2, Py_True, Py_None);
+            return done < 0 ? NULL : Py_NewRef(delivered_nothing);
         }
     }
     return call_saved(py_k_resume, k, args, nargs, kwnames);
@@ -1059,6 +1056,7 @@ static PyObject *str_host_for;
 static PyObject *str_cr_frame, *str_release, *str_watch, *str_get;
 static PyObject *leave_fn = NULL; /* this module's leave(token) */
 
+
 /* host.run.runner is trio_runner and not host.ended: 1, 0, or -1. */
 static int
 host_is_live(PyObject *host, PyObject *trio_runner)
@@ -1097,7 +1095,7 @@ hc_enter_in_task(PyObject *self, PyObject *coro)
     PyObject *token = NULL;
     trio_runner = read_slot(&read_task_runner, task);
     records = trio_runner == NULL ? NULL : read_slot(&read_records, self);
-    key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    key = records == NULL ? NULL : id_of(coro);
     if (key == NULL) {
         goto done;
     }
@@ -1147,7 +1145,7 @@ done:
 static int
 after_step(PyObject *hosting, PyObject *coro, PyObject *host)
 {
-    PyObject *frame = PyObject_GetAttr(coro, str_cr_frame);
+    PyObject *frame = coro_frame(coro, str_cr_frame);
     if (frame == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
             return -1;
@@ -1167,7 +1165,7 @@ after_step(PyObject *hosting, PyObject *coro, PyObject *host)
         return unwatched;
     }
     PyObject *records = read_slot(&read_records, hosting);
-    PyObject *key = records == NULL ? NULL : PyLong_FromVoidPtr(coro);
+    PyObject *key = records == NULL ? NULL : id_of(coro);
     PyObject *r = key == NULL ? NULL : PyObject_CallMethodOneArg(records, str_get, key);
     Py_XDECREF(key);
     Py_XDECREF(records);
@@ -1226,6 +1224,7 @@ static PyTypeObject HostingCore_Type = {
  * for everything else. */
 
 static PyObject *str_enter, *str_leave, *str_enter_in_task;
+static PyObject *enter_in_task_method = NULL; /* HostingCore.__dict__["enter_in_task"] */
 
 typedef struct {
     PyObject_HEAD
@@ -1269,19 +1268,21 @@ hook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
-hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
+hook_enter_impl(PyObject *hook, PyObject *st, PyObject *coro)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "enter(st, coro)");
-        return NULL;
-    }
+    Hook *self = (Hook *)hook;
     PyObject *trio = read_slot(&read_hosting_trio, self->hosting);
     if (trio == NULL) {
         return NULL;
     }
     if (trio != Py_None) {
         /* What HOSTING.enter asks first. */
-        PyObject *token = PyObject_CallMethodOneArg(trio, str_enter_in_task, args[1]);
+        /* HostingCore's own enter_in_task, called without a look-up
+         * where the look-up would find it. */
+        PyObject *token = enter_in_task_method != NULL
+            && class_attribute_for_instances(Py_TYPE(trio), str_enter_in_task) == enter_in_task_method
+            ? hc_enter_in_task(trio, coro)
+            : PyObject_CallMethodOneArg(trio, str_enter_in_task, coro);
         Py_DECREF(trio);
         if (token != Py_None) {
             return token;
@@ -1291,19 +1292,36 @@ hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
     else {
         Py_DECREF(trio);
     }
-    PyObject *call[3] = {self->hosting, args[0], args[1]};
+    PyObject *call[3] = {self->hosting, st, coro};
     return PyObject_VectorcallMethod(str_enter, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
 static PyObject *
-hook_leave(Hook *self, PyObject *token)
+hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "enter(st, coro)");
+        return NULL;
+    }
+    return hook_enter_impl((PyObject *)self, args[0], args[1]);
+}
+
+static PyObject *
+hook_leave_impl(PyObject *hook, PyObject *token)
+{
+    Hook *self = (Hook *)hook;
     if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) == 5
         && PyTuple_GET_ITEM(token, 0) == leave_fn) {
         return hosting_leave(NULL, token);
     }
     PyObject *call[2] = {self->hosting, token};
     return PyObject_VectorcallMethod(str_leave, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+hook_leave(Hook *self, PyObject *token)
+{
+    return hook_leave_impl((PyObject *)self, token);
 }
 
 static PyMethodDef hook_methods[] = {
@@ -1439,9 +1457,16 @@ PyInit__trio_c(void)
     }
     TrioSlotCore_Type.tp_base = capi->slot_type;
     if (PyType_Ready(&TrioSlotCore_Type) < 0 || PyType_Ready(&HostingCore_Type) < 0
-        || PyType_Ready(&Hook_Type) < 0) {
+        || PyType_Ready(&Hook_Type) < 0
+        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave_impl) < 0) {
         return NULL;
     }
+    enter_in_task_method = PyDict_GetItemString(HostingCore_Type.tp_dict, "enter_in_task");
+    if (enter_in_task_method == NULL) {
+        PyErr_SetString(PyExc_ImportError, "dneio: HostingCore has no enter_in_task");
+        return NULL;
+    }
+    Py_INCREF(enter_in_task_method);
     INTERN(str_dict, "__dict__");
     INTERN(str_task, "task");
     INTERN(str_runner, "runner");
@@ -1473,7 +1498,6 @@ PyInit__trio_c(void)
     INTERN(str_asyncio, "asyncio");
     INTERN(str_records, "records");
     INTERN(str_s, "_s");
-    INTERN(str_resume, "resume");
     INTERN(str_enter, "enter");
     INTERN(str_leave, "leave");
     INTERN(str_enter_in_task, "enter_in_task");
@@ -1489,6 +1513,9 @@ PyInit__trio_c(void)
         return NULL;
     }
     if ((one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
+    if ((delivered_nothing = PyTuple_Pack(2, Py_True, Py_None)) == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&trio_c_module);
