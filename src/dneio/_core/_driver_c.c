@@ -273,6 +273,35 @@ static PyTypeObject Shift_Type;
  * the coroutine has run on, so that it keeps no value alive. */
 static PyObject *spare_stop = NULL;
 
+/* May ``args`` be refilled in place: a one-tuple only its exception holds?
+ * Not from 3.14 on, where a tuple keeps its hash once computed. */
+static inline int
+refillable(PyObject *args)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    return args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 1
+           && Py_REFCNT(args) == 1;
+#else
+    (void)args;
+    return 0;
+#endif
+}
+
+/* Put ``item`` in the one-tuple ``args``; what it held (a reference the
+ * caller releases).  The collector may have stopped tracking the tuple
+ * while it held only atomic items: it tracks it again, as CPython does
+ * when it refills a result tuple. */
+static inline PyObject *
+refill(PyObject *args, PyObject *item)
+{
+    PyObject *old = PyTuple_GET_ITEM(args, 0);
+    PyTuple_SET_ITEM(args, 0, Py_NewRef(item));
+    if (!PyObject_GC_IsTracked(args)) {
+        PyObject_GC_Track(args);
+    }
+    return old;
+}
+
 static PyObject *
 stop_iteration(PyObject *value)
 {
@@ -283,12 +312,10 @@ stop_iteration(PyObject *value)
          * may run a finalizer that resumes something and comes here. */
         PyObject *old_value = ((PyStopIterationObject *)e)->value;
         PyObject *old_args = e->args, *old_item = NULL;
-        if (old_args != NULL && PyTuple_CheckExact(old_args) && PyTuple_GET_SIZE(old_args) == 1
-            && Py_REFCNT(old_args) == 1) {
+        if (refillable(old_args)) {
             /* Its own one-tuple, which no one else has seen: refilled in
              * place, as CPython's own iterators refill a result tuple. */
-            old_item = PyTuple_GET_ITEM(old_args, 0);
-            PyTuple_SET_ITEM(old_args, 0, Py_NewRef(value));
+            old_item = refill(old_args, value);
             old_args = NULL;
         }
         else {
@@ -323,10 +350,8 @@ empty_spare_stop(void)
             /* Released last, as in stop_iteration(). */
             PyObject *old_value = ((PyStopIterationObject *)e)->value;
             PyObject *old_args = e->args, *old_item = NULL;
-            if (old_args != NULL && PyTuple_CheckExact(old_args)
-                && PyTuple_GET_SIZE(old_args) == 1 && Py_REFCNT(old_args) == 1) {
-                old_item = PyTuple_GET_ITEM(old_args, 0);
-                PyTuple_SET_ITEM(old_args, 0, Py_NewRef(Py_None));
+            if (refillable(old_args)) {
+                old_item = refill(old_args, Py_None);
                 old_args = NULL;
             }
             else {

@@ -266,31 +266,4 @@ id_of(PyObject *obj)
     return id;
 }
 
-/* obj.name (a new reference, or NULL with an exception set), for an
- * attribute kept in obj's instance dict: read from that dict when obj's
- * class has the generic look-up and no data descriptor of that name, which
- * is when the look-up would read it there too; everything else, and a name
- * not in the dict, goes by name. */
-static inline PyObject *
-instance_attribute(PyObject *obj, PyObject *name)
-{
-    PyTypeObject *tp = Py_TYPE(obj);
-    if (tp->tp_getattro == PyObject_GenericGetAttr && tp->tp_dictoffset != 0) {
-        PyObject *on_class = _PyType_Lookup(tp, name);
-        if (on_class == NULL || Py_TYPE(on_class)->tp_descr_set == NULL) {
-            PyObject *dict = PyObject_GenericGetDict(obj, NULL);
-            if (dict == NULL) {
-                return NULL;
-            }
-            PyObject *value = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, name) : NULL;
-            Py_XINCREF(value);
-            Py_DECREF(dict);
-            if (value != NULL || PyErr_Occurred()) {
-                return value;
-            }
-        }
-    }
-    return PyObject_GetAttr(obj, name);
-}
-
 #endif /* DNEIO_FAST_READS_H */

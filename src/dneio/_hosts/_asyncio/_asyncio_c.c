@@ -500,7 +500,7 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
     self->queued = 0;
     if (self->cb0 != NULL && self->more == NULL) {
         /* The checks first: they may run Python code, which may change the callbacks. */
-        PyObject *sync = instance_attribute(runner, str_synchronous);
+        PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
         if (sync == NULL) {
             return NULL;
         }
@@ -700,7 +700,7 @@ shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
         return NULL;
     }
     Py_DECREF(st);
-    PyObject *sync = instance_attribute(runner, str_synchronous);
+    PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
     int synchronous = sync == NULL ? -1 : PyObject_IsTrue(sync);
     Py_XDECREF(sync);
     if (synchronous < 0) {

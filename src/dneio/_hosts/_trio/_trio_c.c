@@ -243,13 +243,7 @@ attr_true(PyObject *obj, PyObject *name)
 static int
 synchronous_mode(void)
 {
-    PyObject *v = instance_attribute(runner, str_synchronous);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
+    return attr_true(runner, str_synchronous);
 }
 
 /* Does an asyncio loop run on this thread (a trio guest run inside asyncio)?
@@ -1280,6 +1274,7 @@ hook_enter_impl(PyObject *hook, PyObject *st, PyObject *coro)
         /* HostingCore's own enter_in_task, called without a look-up
          * where the look-up would find it. */
         PyObject *token = enter_in_task_method != NULL
+            && PyObject_TypeCheck(trio, &HostingCore_Type)
             && class_attribute_for_instances(Py_TYPE(trio), str_enter_in_task) == enter_in_task_method
             ? hc_enter_in_task(trio, coro)
             : PyObject_CallMethodOneArg(trio, str_enter_in_task, coro);
