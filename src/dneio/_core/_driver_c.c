@@ -302,35 +302,49 @@ refill(PyObject *args, PyObject *item)
     return old;
 }
 
+/* Make the spare StopIteration ``e`` carry ``value`` (as its value and its
+ * args), releasing what it held last, once it is whole: that may run a
+ * finalizer that resumes something and comes back here.  The caller holds
+ * a reference of its own besides the spare's, so that such a finalizer
+ * finds the spare taken.  0, or -1 (e unchanged).  Inlined: it is on
+ * every resumption with a value. */
+static inline Py_ALWAYS_INLINE int
+set_stop_value(PyBaseExceptionObject *e, PyObject *value)
+{
+    PyObject *old_value = ((PyStopIterationObject *)e)->value;
+    PyObject *old_args = e->args, *old_item = NULL;
+    if (refillable(old_args)) {
+        /* Its own one-tuple, which no one else has seen: refilled in
+         * place, as CPython's own iterators refill a result tuple. */
+        old_item = refill(old_args, value);
+        old_args = NULL;
+    }
+    else {
+        PyObject *args = PyTuple_Pack(1, value);
+        if (args == NULL) {
+            return -1;
+        }
+        e->args = args;
+    }
+    ((PyStopIterationObject *)e)->value = Py_NewRef(value);
+    Py_XDECREF(old_value);
+    Py_XDECREF(old_item);
+    Py_XDECREF(old_args);
+    return 0;
+}
+
 static PyObject *
 stop_iteration(PyObject *value)
 {
     PyBaseExceptionObject *e = (PyBaseExceptionObject *)spare_stop;
     if (e != NULL && Py_REFCNT(e) == 1 && e->dict == NULL && e->notes == NULL
         && e->traceback == NULL && e->context == NULL && e->cause == NULL) {
-        /* What it held is released last, once it is whole and ours: that
-         * may run a finalizer that resumes something and comes here. */
-        PyObject *old_value = ((PyStopIterationObject *)e)->value;
-        PyObject *old_args = e->args, *old_item = NULL;
-        if (refillable(old_args)) {
-            /* Its own one-tuple, which no one else has seen: refilled in
-             * place, as CPython's own iterators refill a result tuple. */
-            old_item = refill(old_args, value);
-            old_args = NULL;
+        Py_INCREF(e);  /* the one it returns */
+        if (set_stop_value(e, value) < 0) {
+            Py_DECREF(e);
+            return NULL;
         }
-        else {
-            PyObject *args = PyTuple_Pack(1, value);
-            if (args == NULL) {
-                return NULL;
-            }
-            e->args = args;
-        }
-        ((PyStopIterationObject *)e)->value = Py_NewRef(value);
         e->suppress_context = 0;
-        Py_INCREF(e);
-        Py_XDECREF(old_value);
-        Py_XDECREF(old_item);
-        Py_XDECREF(old_args);
         return (PyObject *)e;
     }
     PyObject *fresh = PyObject_CallOneArg(PyExc_StopIteration, value);
@@ -346,24 +360,14 @@ empty_spare_stop(void)
 {
     PyBaseExceptionObject *e = (PyBaseExceptionObject *)spare_stop;
     if (e != NULL && ((PyStopIterationObject *)e)->value != Py_None) {
+        int emptied = 0;
         if (Py_REFCNT(e) == 1) {
-            /* Released last, as in stop_iteration(). */
-            PyObject *old_value = ((PyStopIterationObject *)e)->value;
-            PyObject *old_args = e->args, *old_item = NULL;
-            if (refillable(old_args)) {
-                old_item = refill(old_args, Py_None);
-                old_args = NULL;
-            }
-            else {
-                e->args = PyTuple_New(0);  /* NULL only if out of memory: then no args */
-            }
-            ((PyStopIterationObject *)e)->value = Py_NewRef(Py_None);
-            Py_XDECREF(old_value);
-            Py_XDECREF(old_item);
-            Py_XDECREF(old_args);
+            Py_INCREF(e);
+            emptied = set_stop_value(e, Py_None) == 0;
+            Py_DECREF(e);
         }
-        else {
-            Py_CLEAR(spare_stop);  /* someone kept it: it is theirs now */
+        if (!emptied) {
+            Py_CLEAR(spare_stop);  /* someone kept it (it is theirs now), or no memory */
         }
     }
 }

@@ -138,6 +138,16 @@ class_attribute_for_instances(PyTypeObject *tp, PyObject *name)
     return _PyType_Lookup(tp, name);
 }
 
+/* Is ``descr`` (a class attribute, or NULL) the method descriptor of the C
+ * function ``fn``?  Then calling ``fn`` with an instance of a class whose
+ * look-up finds it is what calling the method would do. */
+static inline int
+is_method_of(PyObject *descr, PyCFunction fn)
+{
+    return descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)
+           && ((PyMethodDescrObject *)descr)->d_method->ml_meth == fn;
+}
+
 /* The reads in ``reads`` that go by offset now, as "Class.name" (a list). */
 static inline PyObject *
 slot_reads_by_offset(SlotRead *const *reads, size_t n)

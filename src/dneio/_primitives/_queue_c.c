@@ -541,9 +541,7 @@ static PyObject *
 bound_get_one_cb(PyObject *queue)
 {
     PyObject *descr = class_attribute_for_instances(Py_TYPE(queue), str_get_one_cb);
-    if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)
-        && ((PyMethodDescrObject *)descr)->d_method->ml_meth
-               == (PyCFunction)(void (*)(void))qc_get_one_cb) {
+    if (is_method_of(descr, (PyCFunction)(void (*)(void))qc_get_one_cb)) {
         return PyCFunction_NewEx(((PyMethodDescrObject *)descr)->d_method, queue, NULL);
     }
     return PyObject_GetAttr(queue, str_get_one_cb);

@@ -1206,7 +1206,7 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
 }
 
 static PyObject *
-hook_leave_impl(PyObject *hook, PyObject *token)
+hook_leave(PyObject *hook, PyObject *token)
 {
     Hook *self = (Hook *)hook;
     if (!PyTuple_CheckExact(token) || PyTuple_GET_SIZE(token) != 7
@@ -1235,16 +1235,10 @@ hook_leave_impl(PyObject *hook, PyObject *token)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-hook_leave(Hook *self, PyObject *token)
-{
-    return hook_leave_impl((PyObject *)self, token);
-}
-
 static PyMethodDef hook_methods[] = {
     {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL,
      "Make coro's host task current; returns what leave needs, or None."},
-    {"leave", (PyCFunction)hook_leave, METH_O, "Undo enter, with its token."},
+    {"leave", hook_leave, METH_O, "Undo enter, with its token."},
     {NULL}
 };
 
@@ -1371,7 +1365,7 @@ PyInit__asyncio_c(void)
     }
     AsyncioSlotCore_Type.tp_base = capi->slot_type;
     if (PyType_Ready(&AsyncioSlotCore_Type) < 0 || PyType_Ready(&Hook_Type) < 0
-        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave_impl) < 0) {
+        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave) < 0) {
         return NULL;
     }
     str_synchronous = PyUnicode_InternFromString("synchronous");

@@ -642,7 +642,6 @@ pending_here(PyObject *k)
     return s;
 }
 
-
 /* fn(k, *args, **kwargs), with the arguments of a vectorcall. */
 static PyObject *
 call_saved(PyObject *fn, PyObject *k, PyObject *const *args, Py_ssize_t nargs,
@@ -1050,7 +1049,6 @@ static PyObject *str_host_for;
 static PyObject *str_cr_frame, *str_release, *str_watch, *str_get;
 static PyObject *leave_fn = NULL; /* this module's leave(token) */
 
-
 /* host.run.runner is trio_runner and not host.ended: 1, 0, or -1. */
 static int
 host_is_live(PyObject *host, PyObject *trio_runner)
@@ -1218,7 +1216,6 @@ static PyTypeObject HostingCore_Type = {
  * for everything else. */
 
 static PyObject *str_enter, *str_leave, *str_enter_in_task;
-static PyObject *enter_in_task_method = NULL; /* HostingCore.__dict__["enter_in_task"] */
 
 typedef struct {
     PyObject_HEAD
@@ -1273,9 +1270,10 @@ hook_enter_impl(PyObject *hook, PyObject *st, PyObject *coro)
         /* What HOSTING.enter asks first. */
         /* HostingCore's own enter_in_task, called without a look-up
          * where the look-up would find it. */
-        PyObject *token = enter_in_task_method != NULL
-            && PyObject_TypeCheck(trio, &HostingCore_Type)
-            && class_attribute_for_instances(Py_TYPE(trio), str_enter_in_task) == enter_in_task_method
+        PyObject *token =
+            PyObject_TypeCheck(trio, &HostingCore_Type)
+                && is_method_of(class_attribute_for_instances(Py_TYPE(trio), str_enter_in_task),
+                                hc_enter_in_task)
             ? hc_enter_in_task(trio, coro)
             : PyObject_CallMethodOneArg(trio, str_enter_in_task, coro);
         Py_DECREF(trio);
@@ -1302,7 +1300,7 @@ hook_enter(Hook *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-hook_leave_impl(PyObject *hook, PyObject *token)
+hook_leave(PyObject *hook, PyObject *token)
 {
     Hook *self = (Hook *)hook;
     if (PyTuple_CheckExact(token) && PyTuple_GET_SIZE(token) == 5
@@ -1313,16 +1311,10 @@ hook_leave_impl(PyObject *hook, PyObject *token)
     return PyObject_VectorcallMethod(str_leave, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-static PyObject *
-hook_leave(Hook *self, PyObject *token)
-{
-    return hook_leave_impl((PyObject *)self, token);
-}
-
 static PyMethodDef hook_methods[] = {
     {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL,
      "Make coro's host task current; returns what leave needs, or None."},
-    {"leave", (PyCFunction)hook_leave, METH_O, "Undo enter, with its token."},
+    {"leave", hook_leave, METH_O, "Undo enter, with its token."},
     {NULL}
 };
 
@@ -1453,15 +1445,9 @@ PyInit__trio_c(void)
     TrioSlotCore_Type.tp_base = capi->slot_type;
     if (PyType_Ready(&TrioSlotCore_Type) < 0 || PyType_Ready(&HostingCore_Type) < 0
         || PyType_Ready(&Hook_Type) < 0
-        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave_impl) < 0) {
+        || capi->add_hook_type(&Hook_Type, hook_enter_impl, hook_leave) < 0) {
         return NULL;
     }
-    enter_in_task_method = PyDict_GetItemString(HostingCore_Type.tp_dict, "enter_in_task");
-    if (enter_in_task_method == NULL) {
-        PyErr_SetString(PyExc_ImportError, "dneio: HostingCore has no enter_in_task");
-        return NULL;
-    }
-    Py_INCREF(enter_in_task_method);
     INTERN(str_dict, "__dict__");
     INTERN(str_task, "task");
     INTERN(str_runner, "runner");
