@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,88 @@ def test_the_expected_path_is_in_use() -> None:
         assert issubclass(_driver.NativeContinuation, compiled.NativeCore)
         assert isinstance(_impl.current_state(), compiled.ThreadState)
     assert dneio.lowlevel.CORE == _impl.CORE
+
+
+def _package_classes_with_a_compiled_base() -> list[type]:
+    import importlib
+
+    found = []
+    for name, attr in (
+        ("dneio._core._driver", "NativeContinuation"),
+        ("dneio._primitives._request_queue", "RequestQueue"),
+        ("dneio._primitives._request_queue", "Reply"),
+        ("dneio._primitives._waiters", "Waiters"),
+        ("dneio._hosts._asyncio._runner", "AsyncioSlot"),
+        ("dneio._hosts._asyncio._runner", "AsyncioContinuation"),
+        ("dneio._hosts._trio._runner", "TrioSlot"),
+        ("dneio._hosts._trio._runner", "TrioContinuation"),
+        ("dneio._hosts._trio._runner", "NativeHosting"),
+        ("dneio._hosts._twisted._runner", "TwistedSlot"),
+        ("dneio._hosts._twisted._runner", "TwistedContinuation"),
+    ):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional host that is not installed
+            continue
+        found.append(getattr(module, attr))
+    return found
+
+
+@pytest.mark.skipif(PURE, reason="the pure-Python path has no compiled methods")
+def test_the_classes_own_the_compiled_methods_they_inherit() -> None:
+    # The interpreter calls a compiled method directly only for instances of
+    # the exact class it was made for; each class whose instances the hot
+    # paths meet has its own copy of every compiled method it inherits.
+    method = types.MethodDescriptorType
+    classes = _package_classes_with_a_compiled_base()
+    assert len(classes) >= 9
+    for cls in classes:
+        for name in dir(cls):
+            found = getattr(cls, name, None)  # (some names dir() lists do not resolve)
+            if type(found) is method and found.__objclass__.__module__.startswith("dneio"):
+                assert found.__objclass__ is cls, f"{cls.__name__}.{name}"
+
+
+@pytest.mark.skipif(PURE, reason="own_methods is the compiled core's")
+def test_own_methods_copies_only_what_the_class_inherits_and_keeps_behaviour() -> None:
+    compiled = _impl.compiled
+
+    class Sub(compiled.NativeCore):  # type: ignore[misc]
+        __slots__ = ()
+
+        def is_cancelled(self) -> bool:  # a Python override stays
+            return True
+
+    base_send = compiled.NativeCore.send
+    compiled.own_methods(Sub)
+    assert Sub.send is not base_send and Sub.send.__objclass__ is Sub
+    assert Sub.send.__name__ == "send" and Sub.send.__doc__ == base_send.__doc__
+    assert Sub.on_cancel.__objclass__ is Sub
+    assert Sub.__dict__["is_cancelled"].__qualname__.endswith("Sub.is_cancelled")
+    assert Sub().is_cancelled() is True
+    # Running it twice changes nothing.
+    own_send = Sub.send
+    compiled.own_methods(Sub)
+    assert Sub.send is own_send
+    # A copy made for Sub checks its instance as the original does.
+    with pytest.raises(TypeError):
+        Sub.send(compiled.NativeCore(), 1)
+    with pytest.raises(TypeError, match="takes a class"):
+        compiled.own_methods(Sub())
+    # A continuation made by the package still resumes through its own copy,
+    # and through a plain call.
+    got = []
+
+    async def body() -> None:
+        got.append(await dneio.shift(lambda k: k))
+        got.append(await dneio.shift(lambda k: k))
+
+    k = dneio.reset(body())
+    assert type(k).send.__objclass__ is type(k)
+    k = k.send("sent")
+    assert k("called") is None and got == ["sent", "called"]
+    with pytest.raises(TypeError, match="no keyword arguments"):
+        dneio.reset(body())(value=1)
 
 
 def test_pure_python_path_can_be_forced() -> None:

@@ -40,9 +40,13 @@ else:
         __repr__ = _py.NativeContinuation.__repr__
         throw = _py.NativeContinuation.throw
         _deliver = _py.NativeContinuation._deliver
-        __call__ = compiled.NativeCore.send
+        # A call is NativeCore's own (it comes before AnsweringContinuation).
         is_cancelled = compiled.NativeCore.is_cancelled
         on_cancel = compiled.NativeCore.on_cancel
+
+    # Its own copies of the compiled methods, which calls from Python can
+    # take directly (see _impl.own_methods).
+    compiled.own_methods(_CompiledNativeContinuation)
 
     _CompiledNativeContinuation.__name__ = "NativeContinuation"
     _CompiledNativeContinuation.__qualname__ = "NativeContinuation"

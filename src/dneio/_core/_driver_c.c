@@ -14,6 +14,7 @@
 #include <structmember.h>
 
 #include "_driver_c_api.h"
+#include "_fast_reads.h"
 
 /* Where the coroutine struct is known to carry its frame state (3.11 to 3.13),
  * reset() tells a coroutine that has not started from one that has without
@@ -186,7 +187,8 @@ state_from_local(uint64_t id)
 static inline ThreadState *
 state_now(void)
 {
-    uint64_t id = PyThreadState_GetID(PyThreadState_Get());
+    /* The id read at its field: PyThreadState_GetID is a call for the same read. */
+    uint64_t id = PyThreadState_Get()->id;
     if (id == cached_thread_id && cached_state != NULL) {
         Py_INCREF(cached_state);
         return cached_state;
@@ -632,7 +634,7 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
                 Py_DECREF(func);
             }
             else {
-                answer = PyObject_CallOneArg(func, k);
+                answer = call_one(func, k);
                 if (answer == NULL) {
                     PyObject *type, *exc, *tb;
                     PyErr_Fetch(&type, &exc, &tb);
@@ -817,6 +819,22 @@ static PyGetSetDef nc_getset[] = {
     {NULL}
 };
 
+/* k(value): the same as k.send(value), so that a continuation passed as a
+ * callback is called without looking up __call__ on its Python subclass. */
+static PyObject *
+nc_call(NativeCore *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *value;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+        return NULL;
+    }
+    return nc_send(self, value);
+}
+
 static PyMethodDef nc_methods[] = {
     {"send", (PyCFunction)nc_send, METH_O,
      "Resume the coroutine, making its await shift(...) return value."},
@@ -838,6 +856,7 @@ static PyTypeObject NativeCore_Type = {
     .tp_traverse = (traverseproc)nc_traverse,
     .tp_clear = (inquiry)nc_clear,
     .tp_dealloc = (destructor)nc_dealloc,
+    .tp_call = (ternaryfunc)nc_call,
     .tp_methods = nc_methods,
     .tp_getset = nc_getset,
 };
@@ -1488,7 +1507,7 @@ slot_must_wait_impl(SlotCore *self, PyObject *func, PyObject *make, int synchron
     if (k == NULL) {
         return -1;
     }
-    PyObject *r = PyObject_CallOneArg(func, k);
+    PyObject *r = call_one(func, k);
     if (r == NULL) {
         /* func raised before resuming: the error goes to the task, k is spent. */
         if (self->state == HS_PENDING) {
@@ -2178,7 +2197,65 @@ set_entry_probe_module(PyObject *module, PyObject *value)
     Py_RETURN_NONE;
 }
 
+/* own_methods(cls): give ``cls`` its own copy of each method it inherits
+ * from a compiled base, made for ``cls`` itself.
+ *
+ * The interpreter specialises a call of a compiled method (``k.send(v)``)
+ * to a direct call only while the object's type is exactly the type the
+ * method was made for.  Instances of a Python subclass of a compiled type
+ * fail that check on every call and go the generic way (a method object's
+ * call, with a subclass check).  A copy made for the subclass passes it.
+ * Methods the subclass (or a Python class before the compiled one in its
+ * MRO) defines itself are left alone: only what cls.name finds is copied. */
+static PyObject *
+own_methods(PyObject *module, PyObject *arg)
+{
+    if (!PyType_Check(arg)) {
+        return PyErr_Format(PyExc_TypeError, "own_methods() takes a class, not %R", arg);
+    }
+    PyTypeObject *cls = (PyTypeObject *)arg;
+    PyObject *mro = cls->tp_mro;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        PyErr_SetString(PyExc_TypeError, "own_methods() takes a class that is ready");
+        return NULL;
+    }
+    Py_INCREF(mro);
+    int ok = 1;
+    for (Py_ssize_t i = 1; ok && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if ((base->tp_flags & Py_TPFLAGS_HEAPTYPE) || base->tp_methods == NULL
+            || base == &PyBaseObject_Type) {
+            continue;
+        }
+        for (PyMethodDef *def = base->tp_methods; ok && def->ml_name != NULL; def++) {
+            if (def->ml_flags & (METH_CLASS | METH_STATIC)) {
+                continue;
+            }
+            PyObject *found = PyObject_GetAttrString(arg, def->ml_name);
+            if (found == NULL) {
+                ok = 0;
+                break;
+            }
+            if (Py_IS_TYPE(found, &PyMethodDescr_Type)
+                && ((PyMethodDescrObject *)found)->d_method == def
+                && PyDescr_TYPE(found) != cls) {
+                PyObject *own = PyDescr_NewMethod(cls, def);
+                ok = own != NULL && PyObject_SetAttrString(arg, def->ml_name, own) == 0;
+                Py_XDECREF(own);
+            }
+            Py_DECREF(found);
+        }
+    }
+    Py_DECREF(mro);
+    if (!ok) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"own_methods", own_methods, METH_O,
+     "own_methods(cls): copy the compiled methods cls inherits into cls, made for cls."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Register the Python objects the compiled core hands unusual cases to."},
     {"set_entry_hook", set_entry_hook, METH_O, "Mirror _driver_py.entry_hook."},

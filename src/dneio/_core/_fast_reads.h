@@ -148,6 +148,25 @@ is_method_of(PyObject *descr, PyCFunction fn)
            && ((PyMethodDescrObject *)descr)->d_method->ml_meth == fn;
 }
 
+/* func(arg), through func's vectorcall where it has one: what
+ * PyObject_CallOneArg does, without its read of the thread state (a C
+ * thread-local from CPython 3.12 on) and its check of the result, which
+ * here is only that a NULL comes with an exception. */
+static inline PyObject *
+call_one(PyObject *func, PyObject *arg)
+{
+    vectorcallfunc call = PyVectorcall_Function(func);
+    if (call == NULL) {
+        return PyObject_CallOneArg(func, arg);
+    }
+    PyObject *args[2] = {NULL, arg};
+    PyObject *result = call(func, args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (result == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_SystemError, "%R returned NULL without setting an exception", func);
+    }
+    return result;
+}
+
 /* The reads in ``reads`` that go by offset now, as "Class.name" (a list). */
 static inline PyObject *
 slot_reads_by_offset(SlotRead *const *reads, size_t n)

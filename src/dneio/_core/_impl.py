@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from ._run_context import ThreadState as PyThreadState
 
@@ -63,3 +63,20 @@ local = _Local()
 current_state: Callable[[], PyThreadState] = (
     partial(getattr, local, "state") if compiled is None else compiled.current_state
 )
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def own_methods(cls: _C) -> _C:
+    """Class decorator for a Python subclass of a compiled type.
+
+    It gives the class its own copy of each compiled method it inherits (and
+    does not override), so that the interpreter's specialised call of such a
+    method (``k.send(value)``), which holds only for the exact type the
+    method was made for, holds for the subclass's instances too.  Without
+    the compiled core it does nothing.
+    """
+    if compiled is not None:
+        compiled.own_methods(cls)
+    return cls

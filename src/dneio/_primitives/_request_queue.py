@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation, is_live_native
+from .._core._impl import own_methods
 from .._core._shift import shift
 from ._errors import ClosedError
 from ._waiters import Waiters, _NoCore, _queue_c, resume_unless_cancelled, wake_all
@@ -78,6 +79,7 @@ else:
         __slots__ = ()
 
 
+@own_methods
 class Reply(_ReplyBase, AnsweringContinuation[Any, Out, Any]):
     """The continuation of a requester, as its server sees it.
 
@@ -309,3 +311,5 @@ if _queue_c is not None:
         # that is not a coroutine from a StopIteration, which costs more than
         # the coroutine of the reference saves.
         RequestQueue.get_one = _queue_c.RequestQueueCore.get_one  # type: ignore[method-assign]
+    # Calls of these from Python taken directly by the interpreter (see own_methods).
+    own_methods(RequestQueue)

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import NativeContinuation, is_live_native
-from .._core._impl import compiled
+from .._core._impl import compiled, own_methods
 
 _P = TypeVar("_P")
 
@@ -31,6 +31,7 @@ class _NoCore:
 _WaitersBase: Any = _NoCore if _queue_c is None else _queue_c.WaitersCore
 
 
+@own_methods
 class Waiters(_WaitersBase, Generic[_P]):  # type: ignore[misc]
     """Continuations waiting their turn, each with a payload.
 

@@ -10,7 +10,7 @@ from contextvars import Context
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._core._adoption import adopted, carry_on
-from ..._core._impl import compiled
+from ..._core._impl import compiled, own_methods
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING, Hosting, HostRecords
@@ -813,6 +813,10 @@ RUNNER = AsyncioRunner()
 
 def _setup_compiled() -> None:
     """Hand the compiled asyncio shift what it needs (again, after a test swapped any)."""
+    # Calls from Python of the compiled methods these classes inherit, taken
+    # directly by the interpreter (see own_methods).
+    own_methods(AsyncioSlot)
+    own_methods(AsyncioContinuation)
     if _asyncio_c is not None:
         _asyncio_c.setup(
             get_running_loop=_get_running_loop,

@@ -13,7 +13,7 @@ import trio.lowlevel as tl
 
 from ..._core import _driver_py, _registry
 from ..._core._adoption import adopted, carry_on
-from ..._core._impl import compiled
+from ..._core._impl import compiled, own_methods
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._entry import HOSTING, Hosting, HostRecords
@@ -548,6 +548,13 @@ _py_continuation = {
 }
 
 
+def _own_compiled_methods() -> None:
+    # Calls from Python of the compiled methods these classes inherit, such
+    # as a slot's resume, taken directly by the interpreter (see own_methods).
+    for cls in (TrioSlot, TrioContinuation, NativeHosting):
+        own_methods(cls)
+
+
 def _setup_compiled(use: bool = True) -> str:
     """Let the compiled trio shift, step and hosting serve, where they may.
 
@@ -564,6 +571,7 @@ def _setup_compiled(use: bool = True) -> str:
         NativeHosting.enter_in_task = _py_enter_in_task  # type: ignore[method-assign]
         for name, method in _py_continuation.items():
             setattr(TrioContinuation, name, method)
+        _own_compiled_methods()
     else:
         assert _trio_c is not None
         _trio_c.setup(
@@ -605,6 +613,7 @@ def _setup_compiled(use: bool = True) -> str:
         # (A class attribute: an instance one would cost the runner's other
         # attribute reads their fast path.)
         TrioRunner.shift_if_in_task = staticmethod(_trio_c.shift_if_in_task)  # type: ignore[method-assign]
+        _own_compiled_methods()
         # The attributes read on every shift and hosting, where they are
         # plain slots of these classes: read at their offsets (a class
         # changed afterwards is checked again at its next read).

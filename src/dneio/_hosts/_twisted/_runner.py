@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from ..._core._adoption import adopted
+from ..._core._impl import own_methods
 from ..._core._queue import ThreadState, current_state
 from .._base import HostRunner
 from .._parking import CANCELLED, PENDING, HostContinuation, Slot
@@ -107,6 +108,7 @@ def _hops_for(reactor: Any) -> _Hops:
     return hops
 
 
+@own_methods
 class TwistedSlot(Slot):
     __slots__ = ("cancel_pending", "deferred", "reactor", "status")
 
@@ -174,6 +176,7 @@ def _failure(exc: BaseException) -> Any:
     return Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
 
 
+@own_methods
 class TwistedContinuation(HostContinuation):
     __slots__ = ()
 
