@@ -340,3 +340,138 @@ def test_current_runner_natively() -> None:
 
     assert reset(f()) == ("native", False)
     assert dneio.current_runner() is None
+
+
+class _Recording:
+    """An awaitable that drives the awaitable it wraps by hand, as some
+    tracing and adapter code does: it sees each value sent through it, and
+    passes on ``transform(value)``."""
+
+    def __init__(self, inner: Any, seen: list[Any], transform: Any) -> None:
+        self.inner, self.seen, self.transform = inner, seen, transform
+
+    def __await__(self) -> Any:
+        it = self.inner.__await__()
+        sent: Any = None
+        while True:
+            try:
+                yielded = it.send(sent)
+            except StopIteration as stop:
+                return stop.value
+            sent = yield yielded
+            self.seen.append(sent)
+            sent = self.transform(sent)
+
+
+def test_a_value_sent_reaches_its_shift_through_every_kind_of_await() -> None:
+    # The value k is resumed with goes down the await chain to the shift:
+    # native coroutines and ``yield from`` pass it as it is; an awaitable
+    # that drives its inner one by hand sees it and may change it.  Values
+    # of several kinds, None among them.
+    import types
+
+    async def direct() -> Any:
+        return await shift(lambda k: k)
+
+    async def nested(levels: int) -> Any:
+        if levels == 0:
+            return await shift(lambda k: k)
+        return await nested(levels - 1)
+
+    @types.coroutine
+    def generator_based() -> Any:
+        return (yield from shift(lambda k: k).__await__())
+
+    async def through_generator() -> Any:
+        return await generator_based()
+
+    seen: list[Any] = []
+
+    async def recorded() -> Any:
+        return await _Recording(shift(lambda k: k), seen, lambda v: ("changed", v))
+
+    async def recorded_around_nested() -> Any:
+        return await _Recording(nested(2), seen, lambda v: v)
+
+    makers = [direct, lambda: nested(5), through_generator]
+    for value in (1, None, "text", (2, 3), [4]):
+        for make in makers:
+            k = reset(make())
+            assert k.send(value) is value
+        seen.clear()
+        assert reset(recorded()).send(value) == ("changed", value)
+        assert seen == [value]
+        seen.clear()
+        assert reset(recorded_around_nested()).send(value) is value
+        assert seen == [value]
+
+
+def test_on_cancel_callbacks_are_released_when_k_is_resumed_with_a_value() -> None:
+    import gc
+    import weakref
+
+    class Callback:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self) -> None:
+            self.calls += 1
+
+    got = []
+
+    async def body() -> None:
+        got.append(await shift(lambda k: k))
+        got.append(await shift(lambda k: k))
+
+    for value in ("value", None):
+        got.clear()
+        k = reset(body())
+        cb = Callback()
+        k.on_cancel(cb)
+        ref = weakref.ref(cb)
+        k2 = k.send(value)
+        assert got == [value] and cb.calls == 0
+        del cb, k
+        gc.collect()
+        assert ref() is None  # dropped with the resumption, not kept or leaked
+        assert not k2.is_cancelled()
+        k2.send(value)
+        assert got == [value, value]
+
+
+def test_a_resumption_the_entry_hook_refuses_leaves_the_wait_cancellable() -> None:
+    # The hosts' entry hook runs before the coroutine does; if it fails, the
+    # coroutine does not run, and its wait is as it was: once nothing can
+    # resume it any more, its on_cancel callbacks run, once.
+    import gc
+
+    from dneio._core import _driver
+
+    class Refusing:
+        def enter(self, st: Any, coro: Any) -> Any:
+            raise RuntimeError("refused")
+
+        def leave(self, token: Any) -> None:
+            raise AssertionError("never entered")
+
+    got: list[Any] = []
+    calls: list[str] = []
+
+    async def body() -> None:
+        got.append(await shift(lambda k: k))
+
+    for value in ("value", None):
+        k = reset(body())
+        k.on_cancel(lambda: calls.append("cancelled"))
+        before = _driver.entry_hook()
+        _driver.set_entry_hook(Refusing())
+        try:
+            with pytest.raises(RuntimeError, match="refused"):
+                k.send(value)
+        finally:
+            _driver.set_entry_hook(before)
+        assert got == []
+        del k
+        gc.collect()
+        assert calls == ["cancelled"]  # once, whenever the wait was let go
+        calls.clear()

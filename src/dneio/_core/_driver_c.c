@@ -258,6 +258,7 @@ enum {
     SH_HOST,     /* served by a host runner: obj is its generator */
     SH_DONE,     /* resumed, or over: obj is NULL */
     SH_CLOSED,   /* the coroutine was closed while parked here: obj is NULL */
+    SH_FILLED,   /* resumed with obj, the value it returns (see fill_park) */
 };
 
 typedef struct {
@@ -560,35 +561,132 @@ queue_blocked(ThreadState *st)
     return n > 0 || st->hold;
 }
 
+/* finish(), where something was queued: drain it. */
+static Py_NO_INLINE PyObject *
+drain_after(ThreadState *st, PyObject *answer)
+{
+    if (answer == NULL) {
+        /* Already failing: drain() names the queued errors in its notes. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) {
+            PyException_SetTraceback(value, tb);
+        }
+        PyObject *r = PyObject_CallFunctionObjArgs(
+            py_drain, (PyObject *)st, value ? value : Py_False, NULL);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(py_drain, (PyObject *)st, Py_True, NULL);
+    if (r == NULL) {
+        Py_DECREF(answer);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return answer;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* Is ``coro`` awaiting ``park`` through nothing but coroutines and
+ * generators (each of exactly its built-in type), every one suspended in an
+ * ``await`` or ``yield from`` of the next?  Then a value sent into ``coro``
+ * reaches ``park`` as it is.  The getters of cr_await and gi_yieldfrom are
+ * called directly: those types cannot be changed. */
+static int
+passes_down_to(PyObject *coro, PyObject *park)
+{
+    static getter cr_await_get = NULL, gi_yieldfrom_get = NULL;
+    static int looked = 0;
+    if (!looked) {
+        looked = 1;
+        for (PyGetSetDef *g = PyCoro_Type.tp_getset; g != NULL && g->name != NULL; g++) {
+            if (strcmp(g->name, "cr_await") == 0) {
+                cr_await_get = g->get;
+            }
+        }
+        for (PyGetSetDef *g = PyGen_Type.tp_getset; g != NULL && g->name != NULL; g++) {
+            if (strcmp(g->name, "gi_yieldfrom") == 0) {
+                gi_yieldfrom_get = g->get;
+            }
+        }
+    }
+    PyObject *o = Py_NewRef(coro);
+    for (int depth = 0; depth < 16; depth++) {
+        getter get = Py_IS_TYPE(o, &PyCoro_Type)  ? cr_await_get
+                     : Py_IS_TYPE(o, &PyGen_Type) ? gi_yieldfrom_get
+                                                  : NULL;
+        if (get == NULL) {
+            break;
+        }
+        PyObject *next = get(o, NULL);
+        Py_DECREF(o);
+        if (next == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (next == park) {
+            Py_DECREF(next);
+            return 1;
+        }
+        o = next;
+    }
+    Py_DECREF(o);
+    return 0;
+}
+#endif
+
+/* Resuming ``coro``, parked in the shift ``park``, with ``value``: from
+ * CPython 3.12 on, the interpreter sends a value other than None into an
+ * awaited object that is not a coroutine by calling its ``send`` method by
+ * name, a look-up and a method call for every resumption with a value.
+ * None goes to tp_iternext directly.  So where the value would reach the
+ * shift as it is (passes_down_to), the shift is given the value here and
+ * None is sent instead; the shift returns the value it holds.  Returns the
+ * value to send, and in *dropped what the shift held before (its on_cancel
+ * callbacks, which a resumption drops), to release once the step is over
+ * (or to put back with unfill_park if the coroutine did not run). */
+static inline PyObject *
+fill_park(PyObject *coro, PyObject *park, PyObject *value, PyObject **dropped)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (park != NULL && value != Py_None && Py_IS_TYPE(park, &Shift_Type)
+        && ((Shift *)park)->state == SH_PARKED && passes_down_to(coro, park)) {
+        Shift *sh = (Shift *)park;
+        *dropped = sh->obj;
+        sh->obj = Py_NewRef(value);
+        sh->state = SH_FILLED;
+        return Py_None;
+    }
+#endif
+    return value;
+}
+
+static inline void
+unfill_park(PyObject *park, PyObject *dropped)
+{
+    if (Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_FILLED) {
+        Shift *sh = (Shift *)park;
+        PyObject *value = sh->obj;
+        sh->obj = dropped;
+        sh->state = SH_PARKED;
+        Py_DECREF(value);
+    }
+    else {
+        Py_XDECREF(dropped);
+    }
+}
+
 /* After a synchronous resumption at depth 1: run what was queued meanwhile. */
-static PyObject *
+static inline PyObject *
 finish(ThreadState *st, PyObject *answer)
 {
     if (st->depth == 0 && !st->hold && queue_len(st->queue) > 0) {
-        if (answer == NULL) {
-            /* Already failing: drain() names the queued errors in its notes. */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL && value != NULL) {
-                PyException_SetTraceback(value, tb);
-            }
-            PyObject *r = PyObject_CallFunctionObjArgs(
-                py_drain, (PyObject *)st, value ? value : Py_False, NULL);
-            Py_XDECREF(r);
-            if (r == NULL) {
-                PyErr_Clear();
-            }
-            PyErr_Restore(type, value, tb);
-        }
-        else {
-            PyObject *r = PyObject_CallFunctionObjArgs(py_drain, (PyObject *)st, Py_True, NULL);
-            if (r == NULL) {
-                Py_DECREF(answer);
-                return NULL;
-            }
-            Py_DECREF(r);
-        }
+        return drain_after(st, answer);
     }
     return answer;
 }
@@ -661,16 +759,12 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
     return answer;
 }
 
-/* step(), with the entry hook around it while one is installed: the hosts'
- * Hosting.enter/leave, which make the coroutine's own host task current.
- * On an error from enter, nothing ran and *not_run is set. */
-static inline PyObject *
-hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
+/* step(), with the entry hook around it: the hosts' Hosting.enter/leave,
+ * which make the coroutine's own host task current.  On an error from
+ * enter, nothing ran and *not_run is set. */
+static Py_NO_INLINE PyObject *
+entered_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
 {
-    *not_run = 0;
-    if (entry_hook == Py_None) {
-        return step(st, coro, ctx, value);
-    }
     PyObject *hosting = Py_NewRef(entry_hook);
     /* The hook's own leave, whatever the step does to the entry hook. */
     HookLeaveFn leave = entry_leave;
@@ -707,6 +801,58 @@ hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int
     return answer;
 }
 
+/* step(), with the entry hook around it while one is installed. */
+static inline PyObject *
+hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
+{
+    *not_run = 0;
+    if (entry_hook == Py_None) {
+        return step(st, coro, ctx, value);
+    }
+    return entered_step(st, coro, ctx, value, not_run);
+}
+
+/* The rest of nc_send, where the coroutine runs now; ``fill`` says whether
+ * the value goes to the shift it is parked in (see fill_park), a constant
+ * at each call so that the resumption with None pays nothing for it. */
+static inline Py_ALWAYS_INLINE PyObject *
+run_native(NativeCore *self, ThreadState *st, PyObject *coro, PyObject *value, int fill)
+{
+    PyObject *ctx = Py_NewRef(self->ctx);
+    int not_run;
+    st->depth += 1;
+    PyObject *dropped = NULL;
+    PyObject *park = self->park;
+    PyObject *sent = fill ? fill_park(coro, park, value, &dropped) : value;
+    int filled = fill && sent != value;
+    if (filled) {
+        Py_INCREF(park);
+    }
+    PyObject *answer = hooked_step(st, coro, ctx, sent, &not_run);
+    Py_DECREF(ctx);
+    st->depth -= 1;
+    if (filled) {
+        if (not_run) {
+            /* The shift waits for the value again, as it did. */
+            unfill_park(park, dropped);
+        }
+        else {
+            Py_XDECREF(dropped);
+        }
+        Py_DECREF(park);
+    }
+    if (not_run) {
+        /* The hook failed before the coroutine ran: it stays claimed, not lost. */
+        Py_SETREF(self->claimed, coro);
+        Py_DECREF(st);
+        return NULL;
+    }
+    answer = finish(st, answer);
+    Py_DECREF(st);
+    Py_DECREF(coro);
+    return answer;
+}
+
 static PyObject *
 nc_send(NativeCore *self, PyObject *value)
 {
@@ -721,30 +867,19 @@ nc_send(NativeCore *self, PyObject *value)
         Py_DECREF(coro);
         return NULL;
     }
-    PyObject *answer = NULL;
     if (st->depth >= max_depth || queue_blocked(st)) {
         Py_SETREF(self->claimed, coro);
-        answer = PyObject_CallFunctionObjArgs(
+        PyObject *answer = PyObject_CallFunctionObjArgs(
             py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
         Py_DECREF(st);
         return answer;
     }
-    PyObject *ctx = Py_NewRef(self->ctx);
-    int not_run;
-    st->depth += 1;
-    answer = hooked_step(st, coro, ctx, value, &not_run);
-    Py_DECREF(ctx);
-    st->depth -= 1;
-    if (not_run) {
-        /* The hook failed before the coroutine ran: it stays claimed, not lost. */
-        Py_SETREF(self->claimed, coro);
-        Py_DECREF(st);
-        return NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (value != Py_None) {
+        return run_native(self, st, coro, value, 1);
     }
-    answer = finish(st, answer);
-    Py_DECREF(st);
-    Py_DECREF(coro);
-    return answer;
+#endif
+    return run_native(self, st, coro, value, 0);
 }
 
 static PyObject *
@@ -1037,6 +1172,12 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
         Py_CLEAR(self->obj);
         *result = Py_NewRef(arg);
         return PYGEN_RETURN;
+    case SH_FILLED:
+        /* The value it was resumed with (see fill_park). */
+        self->state = SH_DONE;
+        *result = self->obj;
+        self->obj = NULL;
+        return PYGEN_RETURN;
     default:
         *result = reused_error();
         return PYGEN_ERROR;
@@ -1087,6 +1228,12 @@ sh_stop(PyObject *result)
 static PyObject *
 sh_iternext(Shift *self)
 {
+    if (self->state == SH_PARKED && self->obj == NULL) {
+        /* Resumed natively with None, the common case: finished, returning
+         * None (NULL with no exception set), as sh_am_send and sh_stop would. */
+        self->state = SH_DONE;
+        return NULL;
+    }
     PyObject *result;
     PySendResult r = sh_am_send(self, Py_None, &result);
     if (r == PYGEN_NEXT) {
