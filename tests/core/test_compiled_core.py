@@ -556,3 +556,39 @@ print("released")
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["released"]
+
+
+def test_a_host_imported_after_shifts_in_another_is_served() -> None:
+    """The compiled core remembers that none of the hosts it watches for is
+    imported yet, until sys.modules changes; then it looks again."""
+    pytest.importorskip("trio")
+    program = r"""
+import asyncio
+import sys
+
+import dneio
+
+assert "trio" not in sys.modules
+async def main():
+    total = 0
+    for i in range(50):
+        total += await dneio.shift(lambda k, i=i: k.send(i))
+    return total
+
+assert asyncio.run(main()) == sum(range(50))
+import trio
+
+async def in_trio():
+    return await dneio.shift(lambda k: k.send("served"))
+
+print(trio.run(in_trio), asyncio.run(main()))
+"""
+    for pure in ("", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "DNEIO_PURE_PYTHON"}
+        if pure:
+            env["DNEIO_PURE_PYTHON"] = pure
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["served", str(sum(range(50)))]

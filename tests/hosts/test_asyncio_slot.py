@@ -106,7 +106,7 @@ def test_the_hostings_attributes_are_read_at_their_offsets_while_their_classes_a
     everything = {"Hosting.trio", "Hosting.asyncio", "AsyncioHosting.records",
                   "AsyncioHosting.loops", "AsyncioHosting.free", "_Host.loop", "_Host.ended",
                   "_Host.task", "_Host.ref", "_Host.quit", "_Host.adopted",
-                  "_Host.cancel_requested"}
+                  "_Host.cancel_requested", "AsyncioRunner.synchronous"}
     assert set(_runner._asyncio_c.slot_reads()) == everything
 
     def requests(n: int) -> tuple[int, set[Any]]:

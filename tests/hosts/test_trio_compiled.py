@@ -579,7 +579,7 @@ def test_the_attributes_read_at_their_offsets_follow_their_classes(
     reads = _runner._trio_c.slot_reads()
     assert set(reads) == {"Task._runner", "Runner.trio_token", "_Host.run", "_Host.ended",
                           "_Host.task", "_Host.ref", "_Run.runner", "Hosting.trio",
-                          "NativeHosting.records"}
+                          "NativeHosting.records", "TrioRunner.synchronous"}
     assert _request_from_trio(200)[0] == sum(range(200))
     with slot_as_property(_runner._Run, "runner") as looked_up:
         assert "_Run.runner" not in _runner._trio_c.slot_reads()

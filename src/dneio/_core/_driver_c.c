@@ -31,7 +31,7 @@
  * builds), which the free lists do too. */
 /* What the Python side of this version expects (_impl.CORE_API): a build
  * left from another version is not used. */
-#define DNEIO_CORE_API 3
+#define DNEIO_CORE_API 4
 
 #if PY_VERSION_HEX < 0x030E0000
 #define DNEIO_FREE_LISTS 1
@@ -1064,10 +1064,123 @@ reused_error(void)
     return NULL;
 }
 
+/* The interpreter's sys.modules as last seen to hold none of the modules
+ * the hot path watches for (compared by address only), and whether it has
+ * changed since: from CPython 3.12 on a dict watcher says so, before that
+ * the dict's version tag.  Until it changes, the check is not made again. */
+static PyObject *clean_modules = NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+static int modules_watcher = -2;  /* -2: not added yet; -1: none to be had */
+static int modules_changed = 1;
+
+static int
+on_modules_change(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
+{
+    modules_changed = 1;
+    return 0;
+}
+
+static inline int
+modules_still_clean(PyObject *modules)
+{
+    return modules == clean_modules && !modules_changed;
+}
+
+static void
+modules_found_clean(PyObject *modules)
+{
+    if (modules_watcher == -2) {
+        modules_watcher = PyDict_AddWatcher(on_modules_change);
+        if (modules_watcher < 0) {
+            PyErr_Clear();  /* every watcher is taken: check every time */
+            modules_watcher = -1;
+        }
+    }
+    if (modules_watcher < 0) {
+        return;
+    }
+    if (modules != clean_modules) {
+        if (PyDict_Watch(modules_watcher, modules) < 0) {
+            PyErr_Clear();
+            clean_modules = NULL;
+            return;
+        }
+        clean_modules = modules;
+    }
+    modules_changed = 0;
+}
+#else
+static uint64_t clean_modules_version = 0;
+
+static inline int
+modules_still_clean(PyObject *modules)
+{
+    return modules == clean_modules
+           && ((PyDictObject *)modules)->ma_version_tag == clean_modules_version;
+}
+
+static void
+modules_found_clean(PyObject *modules)
+{
+    clean_modules = modules;
+    clean_modules_version = ((PyDictObject *)modules)->ma_version_tag;
+}
+#endif
+
+/* The hosts' compiled shift_if_in_task functions (add_host_shift): the
+ * object the registry lists, and the C function that does what calling it
+ * does. */
+static struct {
+    PyObject *obj;
+    HostShiftFn fn;
+} host_shifts[8];
+static int n_host_shifts = 0;
+
+static int
+add_host_shift(PyObject *obj, HostShiftFn fn)
+{
+    for (int i = 0; i < n_host_shifts; i++) {
+        if (host_shifts[i].obj == obj) {
+            host_shifts[i].fn = fn;
+            return 0;
+        }
+    }
+    if (n_host_shifts == (int)(sizeof(host_shifts) / sizeof(host_shifts[0]))) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: too many compiled host shifts");
+        return -1;
+    }
+    host_shifts[n_host_shifts].obj = Py_NewRef(obj);
+    host_shifts[n_host_shifts].fn = fn;
+    n_host_shifts += 1;
+    return 0;
+}
+
+/* What a host's shift_if_in_task returned, as a HostShiftFn gives it: None
+ * (0), (value,) (2, *result the value), or the body to run (1). */
+static inline int
+host_shift_result(PyObject *body, PyObject **result)
+{
+    if (body == NULL) {
+        return -1;
+    }
+    if (body == Py_None) {
+        Py_DECREF(body);
+        return 0;
+    }
+    if (PyTuple_CheckExact(body) && PyTuple_GET_SIZE(body) == 1) {
+        *result = Py_NewRef(PyTuple_GET_ITEM(body, 0));
+        Py_DECREF(body);
+        return 2;
+    }
+    *result = body;
+    return 1;
+}
+
 /* _registry.shift_in_task(func, skip): its hot path, where nothing it
- * watches for is loaded, here; else the registry's Python. */
-static PyObject *
-host_shift(PyObject *func)
+ * watches for is loaded, here; else the registry's Python.  As a
+ * HostShiftFn: 0 where no host runs a task here. */
+static int
+host_shift(PyObject *func, PyObject **result)
 {
     PyObject *shifts = hosts_shift;
     if (shifts != NULL) {
@@ -1076,15 +1189,19 @@ host_shift(PyObject *func)
         Py_INCREF(shifts);
         /* The interpreter's own sys.modules (borrowed): what imports fill in. */
         PyObject *modules = PyImport_GetModuleDict();
-        int python = modules == NULL || !PyDict_Check(modules);
-        for (Py_ssize_t i = 0; !python && i < PyTuple_GET_SIZE(watch); i++) {
+        int python = modules == NULL || !PyDict_CheckExact(modules);
+        int clean = !python && modules_still_clean(modules);
+        for (Py_ssize_t i = 0; !python && !clean && i < PyTuple_GET_SIZE(watch); i++) {
             int found = PyDict_Contains(modules, PyTuple_GET_ITEM(watch, i));
             if (found < 0) {
                 Py_DECREF(watch);
                 Py_DECREF(shifts);
-                return NULL;
+                return -1;
             }
             python = found;
+        }
+        if (!python && !clean) {
+            modules_found_clean(modules);
         }
         Py_DECREF(watch);
         if (python) {
@@ -1092,19 +1209,26 @@ host_shift(PyObject *func)
         }
         else {
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shifts); i++) {
-                PyObject *body = PyObject_CallOneArg(PyTuple_GET_ITEM(shifts, i), func);
-                if (body != Py_None) {
-                    Py_DECREF(shifts);
-                    return body;
+                PyObject *shift_here = PyTuple_GET_ITEM(shifts, i);
+                HostShiftFn fn = NULL;
+                for (int j = 0; j < n_host_shifts; j++) {
+                    if (host_shifts[j].obj == shift_here) {
+                        fn = host_shifts[j].fn;
+                    }
                 }
-                Py_DECREF(body);
+                int r = fn != NULL ? fn(func, result)
+                                   : host_shift_result(PyObject_CallOneArg(shift_here, func), result);
+                if (r != 0) {
+                    Py_DECREF(shifts);
+                    return r;
+                }
             }
             Py_DECREF(shifts);
-            Py_RETURN_NONE;
+            return 0;
         }
     }
     PyObject *call_args[2] = {func, host_shift_skip};
-    return PyObject_Vectorcall(py_host_shift, call_args, 2, NULL);
+    return host_shift_result(PyObject_Vectorcall(py_host_shift, call_args, 2, NULL), result);
 }
 
 static PySendResult
@@ -1129,28 +1253,27 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
         PyObject *func = self->obj;
         self->obj = NULL;
         PyObject *gen = NULL;
+        int served = -1;
         if (!PyCallable_Check(func)) {
             PyErr_Format(PyExc_TypeError,
                          "shift() takes a function that accepts a continuation, not %R", func);
         }
         else {
-            gen = host_shift(func);
-            if (gen == Py_None) {
-                Py_CLEAR(gen);
+            served = host_shift(func, &gen);
+            if (served == 0) {
                 PyErr_SetObject(PyExc_RuntimeError, no_runner_message);
             }
         }
         Py_DECREF(func);
-        if (gen == NULL) {
+        if (served <= 0) {
             self->state = SH_DONE;
             *result = NULL;
             return PYGEN_ERROR;
         }
-        if (PyTuple_CheckExact(gen) && PyTuple_GET_SIZE(gen) == 1) {
-            /* The task was resumed before it had to suspend: (value,). */
+        if (served == 2) {
+            /* The task was resumed before it had to suspend: gen is the value. */
             self->state = SH_DONE;
-            *result = Py_NewRef(PyTuple_GET_ITEM(gen, 0));
-            Py_DECREF(gen);
+            *result = gen;
             return PYGEN_RETURN;
         }
         self->obj = gen;
@@ -1855,6 +1978,14 @@ static PyTypeObject SlotCore_Type = {
 
 /* -- the continuation handle -- */
 
+/* Is ``o`` a SlotCore (of a subclass: the hosts' slots are)? */
+static inline int
+is_slot(PyObject *o)
+{
+    static PyTypeObject *seen = NULL;
+    return is_kind_of(o, &SlotCore_Type, &seen);
+}
+
 static PyObject *
 hc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -1893,7 +2024,7 @@ static void
 hc_finalize(HostCore *self)
 {
     PyObject *slot = self->slot;
-    if (slot == NULL || !PyObject_TypeCheck(slot, &SlotCore_Type)) {
+    if (slot == NULL || !is_slot(slot)) {
         return;
     }
     int state = ((SlotCore *)slot)->state;
@@ -1933,7 +2064,7 @@ static PyObject *
 hc_resume(HostCore *self, int is_exc, PyObject *value)
 {
     PyObject *slot = self->slot;
-    if (slot != NULL && PyObject_TypeCheck(slot, &SlotCore_Type)) {
+    if (slot != NULL && is_slot(slot)) {
         Py_INCREF(slot);
         int r = slot_resume_impl((SlotCore *)slot, (PyObject *)self, is_exc, value);
         Py_DECREF(slot);
@@ -2005,6 +2136,16 @@ hc_resume_unless_cancelled(HostCore *self, PyObject *const *args, Py_ssize_t nar
     if (r == NULL) {
         return NULL;
     }
+    if (r == Py_True || r == Py_False) {
+        /* (delivered, None), one of two made once. */
+        static PyObject *pairs[2] = {NULL, NULL};
+        int i = r == Py_True;
+        if (pairs[i] == NULL) {
+            pairs[i] = PyTuple_Pack(2, r, Py_None);
+        }
+        Py_DECREF(r);
+        return Py_XNewRef(pairs[i]);
+    }
     PyObject *pair = PyTuple_Pack(2, r, Py_None);
     Py_DECREF(r);
     return pair;
@@ -2017,7 +2158,7 @@ hc_is_cancelled(HostCore *self, PyObject *unused)
     if (slot == NULL) {
         Py_RETURN_FALSE;
     }
-    if (PyObject_TypeCheck(slot, &SlotCore_Type)) {
+    if (is_slot(slot)) {
         return PyBool_FromLong(((SlotCore *)slot)->state == HS_CANCELLED);
     }
     PyObject *state = PyObject_GetAttr(slot, str_state);
@@ -2281,6 +2422,7 @@ set_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_XSETREF(hosts_watch, Py_NewRef(args[1]));
+    clean_modules = NULL;  /* checked afresh for what is watched now */
     Py_XSETREF(hosts_shift, Py_NewRef(args[0]));
     Py_RETURN_NONE;
 }
@@ -2495,6 +2637,7 @@ PyInit__driver_c(void)
     capi.native_send = native_send;
     capi.add_hook_type = add_hook_type;
     capi.resume = slot_resume_impl;
+    capi.add_host_shift = add_host_shift;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

@@ -48,6 +48,13 @@ enum {
 typedef PyObject *(*HookEnterFn)(PyObject *hook, PyObject *st, PyObject *coro);
 typedef PyObject *(*HookLeaveFn)(PyObject *hook, PyObject *token);
 
+/* A host's shift_if_in_task(func), compiled: 0 where none of its tasks is
+ * running here (nothing done); 1 with *result the body of the shift to run;
+ * 2 with *result the value func resumed the task with before it had to
+ * suspend; -1 with an exception set.  (*result is a new reference.)  The
+ * Python function returns None, the body, or (value,). */
+typedef int (*HostShiftFn)(PyObject *func, PyObject **result);
+
 typedef struct {
     int version;
     PyTypeObject *slot_type;
@@ -72,9 +79,13 @@ typedef struct {
      * defines (as the core's own continuations call it): 1 delivered, 0 the
      * task was cancelled (a no-op), -1 with an exception set. */
     int (*resume)(SlotCore *slot, PyObject *k, int is_exc, PyObject *value);
+    /* Where the registry lists the object ``shift_if_in_task`` (a host's
+     * compiled function), the core calls ``fn`` instead, which does what
+     * calling the object does.  0, or -1 with an exception set. */
+    int (*add_host_shift)(PyObject *shift_if_in_task, HostShiftFn fn);
 } DneioCAPI;
 
-#define DNEIO_CAPI_VERSION 3
+#define DNEIO_CAPI_VERSION 4
 #define DNEIO_CAPI_NAME "dneio._core._driver_c._C_API"
 
 #endif

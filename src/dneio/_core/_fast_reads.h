@@ -148,6 +148,25 @@ is_method_of(PyObject *descr, PyCFunction fn)
            && ((PyMethodDescrObject *)descr)->d_method->ml_meth == fn;
 }
 
+/* PyObject_TypeCheck(o, base), remembering in *seen the last other class
+ * found to derive from ``base`` (a reference is held), which the next calls
+ * most often meet again: no walk of its MRO then. */
+static inline int
+is_kind_of(PyObject *o, PyTypeObject *base, PyTypeObject **seen)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == base || tp == *seen) {
+        return 1;
+    }
+    if (!PyType_IsSubtype(tp, base)) {
+        return 0;
+    }
+    PyTypeObject *old = *seen;
+    *seen = (PyTypeObject *)Py_NewRef((PyObject *)tp);
+    Py_XDECREF((PyObject *)old);
+    return 1;
+}
+
 /* func(arg), through func's vectorcall where it has one: what
  * PyObject_CallOneArg does, without its read of the thread state (a C
  * thread-local from CPython 3.12 on) and its check of the result, which
@@ -161,6 +180,21 @@ call_one(PyObject *func, PyObject *arg)
     }
     PyObject *args[2] = {NULL, arg};
     PyObject *result = call(func, args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (result == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_SystemError, "%R returned NULL without setting an exception", func);
+    }
+    return result;
+}
+
+/* func(), through func's vectorcall where it has one (see call_one). */
+static inline PyObject *
+call_noargs(PyObject *func)
+{
+    vectorcallfunc call = PyVectorcall_Function(func);
+    if (call == NULL) {
+        return PyObject_CallNoArgs(func);
+    }
+    PyObject *result = call(func, NULL, 0, NULL);
     if (result == NULL && !PyErr_Occurred()) {
         PyErr_Format(PyExc_SystemError, "%R returned NULL without setting an exception", func);
     }

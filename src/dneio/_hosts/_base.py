@@ -17,6 +17,10 @@ from typing import Any
 class HostRunner(ABC):
     """What dneio needs from an event loop that runs tasks."""
 
+    # ``synchronous`` is a slot, which the compiled host parts read at its
+    # offset on every shift; everything else lives in the instance dict.
+    __slots__ = ("__dict__", "synchronous")
+
     #: The name ``current_runner()`` reports.
     name: str
     #: Why the runner's internals did not pass dneio's check ("" if they did).
@@ -70,8 +74,9 @@ class HostRunner(ABC):
 
     #: Whether the private internals synchronous resumption needs passed their check.
     internals_ok: bool = False
-    #: Whether parked tasks are resumed synchronously (else deferred, in FIFO order).
-    synchronous: bool = False
+    #: Whether parked tasks are resumed synchronously (else deferred, in FIFO order);
+    #: each runner sets it when it is made.
+    synchronous: bool
 
     def _start_mode(self, internals_ok: bool, problem: str) -> None:
         self.internals_ok = internals_ok

@@ -95,7 +95,8 @@ static PyTypeObject WaitersCore_Type = {
 static inline PyObject *
 line_of(PyObject *w)
 {
-    if (!PyObject_TypeCheck(w, &WaitersCore_Type)) {
+    static PyTypeObject *seen = NULL;
+    if (!is_kind_of(w, &WaitersCore_Type, &seen)) {
         return NULL;
     }
     PyObject *line = ((WaitersCore *)w)->line;

@@ -21,6 +21,7 @@ static DneioCAPI *capi = NULL;
 /* Registered by setup(). */
 static PyObject *get_running_loop = NULL; /* asyncio._get_running_loop */
 static PyObject *current_task = NULL;     /* the runner's checked current-task getter */
+static PyObject *current_task_dict = NULL; /* the dict whose get current_task is, or NULL */
 static PyObject *enter_task = NULL;       /* asyncio's _enter_task */
 static PyObject *leave_task = NULL;       /* asyncio's _leave_task */
 static PyObject *runner = NULL;           /* the AsyncioRunner (its synchronous flag) */
@@ -68,11 +69,25 @@ static SlotRead read_host_ref = SLOT_READ(str_ref);             /* _Host.ref */
 static SlotRead read_host_quit = SLOT_READ(str_quit);           /* _Host.quit */
 static SlotRead read_host_adopted = SLOT_READ(str_adopted);     /* _Host.adopted */
 static SlotRead read_host_cancel_requested = SLOT_READ(str_cancel_requested);
+static SlotRead read_synchronous = SLOT_READ(str_synchronous);  /* AsyncioRunner.synchronous */
 
 static SlotRead *const all_reads[] = {
     &read_hosting_trio, &read_hosting_asyncio, &read_records, &read_loops, &read_free,
     &read_host_loop, &read_host_ended, &read_host_task, &read_host_ref, &read_host_quit,
-    &read_host_adopted, &read_host_cancel_requested};
+    &read_host_adopted, &read_host_cancel_requested, &read_synchronous};
+
+/* The runner's synchronous flag: 1, 0, or -1. */
+static int
+synchronous_mode(void)
+{
+    PyObject *v = read_slot(&read_synchronous, runner);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
 #define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
 
 enum {
@@ -366,7 +381,7 @@ as_check_resumable(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     if (args[1] == Py_True) {
-        PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+        PyObject *loop = call_noargs(get_running_loop);
         if (loop == NULL) {
             return NULL;
         }
@@ -380,13 +395,28 @@ as_check_resumable(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t narg
                                      3, NULL);
 }
 
+/* current_task(loop) (a new reference): a read of asyncio's dict of
+ * current tasks where current_task is that dict's get. */
+static inline PyObject *
+current_task_of(PyObject *loop)
+{
+    if (current_task_dict != NULL) {
+        PyObject *task = PyDict_GetItemWithError(current_task_dict, loop);
+        if (task != NULL) {
+            return Py_NewRef(task);
+        }
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    return call_one(current_task, loop);
+}
+
 /* Run the task step that its one done-callback starts, right now (what
  * _internals.step does; the trio guest case is left to it). */
 static PyObject *
 as_step(AsyncioSlotCore *self, PyObject *wakeup, PyObject *ctx)
 {
     PyObject *loop = Py_NewRef(self->loop);
-    PyObject *current = PyObject_CallOneArg(current_task, loop);
+    PyObject *current = current_task_of(loop);
     if (current == NULL) {
         Py_DECREF(loop);
         return NULL;
@@ -500,12 +530,7 @@ as_wake(AsyncioSlotCore *self, PyObject *st)
     self->queued = 0;
     if (self->cb0 != NULL && self->more == NULL) {
         /* The checks first: they may run Python code, which may change the callbacks. */
-        PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
-        if (sync == NULL) {
-            return NULL;
-        }
-        int synchronous = PyObject_IsTrue(sync);
-        Py_DECREF(sync);
+        int synchronous = synchronous_mode();
         if (synchronous < 0) {
             return NULL;
         }
@@ -669,60 +694,87 @@ static PyTypeObject AsyncioSlotCore_Type = {
 
 /* shift(func) in ``task`` of ``loop``: (value,) if func resumed the task at
  * once, else the slot to run (it yields itself to the task once). */
-static PyObject *
-shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
+/* shift(func) in ``task`` of ``loop``, as a HostShiftFn: 1 with *result the
+ * slot to run, 2 with *result the value the task was resumed with before it
+ * had to suspend, or -1. */
+static int
+shift_in_status(PyObject *func, PyObject *loop, PyObject *task, PyObject **result)
 {
     if (slot_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
-        return NULL;
+        return -1;
     }
     PyObject *hosting = read_slot(&read_hosting_asyncio, hosting_flag);
     if (hosting == NULL) {
-        return NULL;
+        return -1;
     }
     Py_DECREF(hosting);
     if (hosting == Py_None) {
         PyObject *r = PyObject_CallOneArg(start_hosting, loop);
         if (r == NULL) {
-            return NULL;
+            return -1;
         }
         Py_DECREF(r);
     }
     ThreadState *st = capi->current_state();
     if (st == NULL) {
-        return NULL;
+        return -1;
     }
     PyTypeObject *tp = (PyTypeObject *)slot_type;
     AsyncioSlotCore *slot = (AsyncioSlotCore *)tp->tp_alloc(tp, 0);
     if (slot == NULL || as_init_fields(slot, (PyObject *)st, loop, task) < 0) {
         Py_XDECREF(slot);
         Py_DECREF(st);
-        return NULL;
+        return -1;
     }
     Py_DECREF(st);
-    PyObject *sync = PyObject_GetAttr(runner, str_synchronous);
-    int synchronous = sync == NULL ? -1 : PyObject_IsTrue(sync);
-    Py_XDECREF(sync);
+    int synchronous = synchronous_mode();
     if (synchronous < 0) {
         Py_DECREF(slot);
-        return NULL;
+        return -1;
     }
     int wait = capi->must_wait(&slot->base, func, continuation_type, synchronous);
     if (wait < 0) {
         Py_DECREF(slot);
-        return NULL;
+        return -1;
     }
     if (wait) {
-        return (PyObject *)slot;
+        *result = (PyObject *)slot;
+        return 1;
     }
     PyObject *value = capi->outcome(&slot->base);
     Py_DECREF(slot);
     if (value == NULL) {
+        return -1;
+    }
+    *result = value;
+    return 2;
+}
+
+/* A HostShiftFn's outcome as its Python function returns it. */
+static PyObject *
+as_python_result(int status, PyObject *result)
+{
+    if (status < 0) {
         return NULL;
     }
-    PyObject *done = PyTuple_Pack(1, value);
-    Py_DECREF(value);
+    if (status == 0) {
+        Py_RETURN_NONE;
+    }
+    if (status == 1) {
+        return result;
+    }
+    PyObject *done = PyTuple_Pack(1, result);
+    Py_DECREF(result);
     return done;
+}
+
+static PyObject *
+shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
+{
+    PyObject *result = NULL;
+    int status = shift_in_status(func, loop, task, &result);
+    return as_python_result(status, result);
 }
 
 static PyObject *
@@ -735,29 +787,40 @@ shift_in(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return shift_in_impl(args[0], args[1], args[2]);
 }
 
-static PyObject *
-shift_if_in_task(PyObject *module, PyObject *func)
+/* shift_if_in_task(func), as a HostShiftFn (the core calls it directly). */
+static int
+shift_here(PyObject *func, PyObject **result)
 {
     if (get_running_loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
-        return NULL;
+        return -1;
     }
-    PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+    PyObject *loop = call_noargs(get_running_loop);
     if (loop == NULL) {
-        return NULL;
+        return -1;
     }
     if (loop == Py_None) {
-        return loop;
+        Py_DECREF(loop);
+        return 0;
     }
-    PyObject *task = PyObject_CallOneArg(current_task, loop);
+    PyObject *task = current_task_of(loop);
     if (task == NULL || task == Py_None) {
         Py_DECREF(loop);
-        return task;
+        Py_XDECREF(task);
+        return task == NULL ? -1 : 0;
     }
-    PyObject *r = shift_in_impl(func, loop, task);
+    int r = shift_in_status(func, loop, task, result);
     Py_DECREF(task);
     Py_DECREF(loop);
     return r;
+}
+
+static PyObject *
+shift_if_in_task(PyObject *module, PyObject *func)
+{
+    PyObject *result = NULL;
+    int status = shift_here(func, &result);
+    return as_python_result(status, result);
 }
 
 
@@ -1062,11 +1125,11 @@ fast_enter(Hook *self, PyObject *coro)
     if (aio == NULL || aio == Py_None) {
         goto done;
     }
-    loop = PyObject_CallNoArgs(get_running_loop);
+    loop = call_noargs(get_running_loop);
     if (loop == NULL || loop == Py_None) {
         goto done;
     }
-    prev = PyObject_CallOneArg(current_task, loop);
+    prev = current_task_of(loop);
     if (prev == NULL || prev == Py_None) {
         goto done;
     }
@@ -1284,6 +1347,14 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     PyType_Modified(tp);
     Py_XSETREF(get_running_loop, Py_NewRef(a[0]));
     Py_XSETREF(current_task, Py_NewRef(a[1]));
+    /* The checked getter is asyncio's own dict's get, where the internals
+     * passed their check: the dict is then read directly, as get reads it. */
+    Py_CLEAR(current_task_dict);
+    if (PyCFunction_Check(a[1]) && PyCFunction_GET_SELF(a[1]) != NULL
+        && PyDict_CheckExact(PyCFunction_GET_SELF(a[1]))
+        && strcmp(((PyCFunctionObject *)a[1])->m_ml->ml_name, "get") == 0) {
+        current_task_dict = Py_NewRef(PyCFunction_GET_SELF(a[1]));
+    }
     Py_XSETREF(enter_task, Py_NewRef(a[2]));
     Py_XSETREF(leave_task, Py_NewRef(a[3]));
     Py_XSETREF(runner, Py_NewRef(a[4]));
@@ -1311,11 +1382,16 @@ setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "setup_slot_reads(hosting_type, asyncio_hosting_type, host_type)");
         return NULL;
     }
+    if (runner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio part is not set up");
+        return NULL;
+    }
     /* The class each of all_reads reads from, in its order: the hosting's
-     * two, asyncio's part's three, then its hosts'. */
+     * two, asyncio's part's three, then its hosts', then dneio's own
+     * runner's. */
     PyObject *types[N_READS];
     for (size_t i = 0; i < N_READS; i++) {
-        types[i] = args[i < 2 ? 0 : i < 5 ? 1 : 2];
+        types[i] = i == N_READS - 1 ? (PyObject *)Py_TYPE(runner) : args[i < 2 ? 0 : i < 5 ? 1 : 2];
     }
     if (slot_reads_setup(all_reads, types, N_READS) < 0) {
         return NULL;
@@ -1406,6 +1482,15 @@ PyInit__asyncio_c(void)
     }
     if (PyModule_AddObjectRef(m, "AsyncioSlotCore", (PyObject *)&AsyncioSlotCore_Type) < 0
         || PyModule_AddObjectRef(m, "Hook", (PyObject *)&Hook_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* The registry lists this module's shift_if_in_task: the core calls
+     * shift_here for it. */
+    PyObject *listed = PyObject_GetAttrString(m, "shift_if_in_task");
+    int added = listed == NULL ? -1 : capi->add_host_shift(listed, shift_here);
+    Py_XDECREF(listed);
+    if (added < 0) {
         Py_DECREF(m);
         return NULL;
     }

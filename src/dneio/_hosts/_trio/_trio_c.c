@@ -42,7 +42,7 @@ static PyObject *current_trio_token = NULL; /* trio.lowlevel.current_trio_token 
  * the __init__ attrs wrote)?  setup() is told, by a check in Python. */
 static int fast_trap = 0;
 
-static PyObject *str_dict, *str_task, *str_runner, *str_task_runner, *str_trio, *str_synchronous;
+static PyObject *str_dict, *str_task, *str_runner, *str_task_runner, *str_trio;
 static PyObject *str_trio_token, *str_abort, *str_abort_func, *str_trap_abort, *str_custom_sleep_data;
 static PyObject *str_coro, *str_context, *str_instruments, *str_data;
 static PyObject *str_before_task_step, *str_after_task_step, *str_schedule_points;
@@ -194,10 +194,12 @@ static SlotRead read_host_ref = SLOT_READ(str_ref);            /* _Host.ref */
 static SlotRead read_run_runner = SLOT_READ(str_runner);       /* _Run.runner */
 static SlotRead read_hosting_trio = SLOT_READ(str_trio);       /* _entry.Hosting.trio */
 static SlotRead read_records = SLOT_READ(str_records);         /* NativeHosting.records */
+static PyObject *str_synchronous;
+static SlotRead read_synchronous = SLOT_READ(str_synchronous); /* TrioRunner.synchronous */
 
 static SlotRead *const all_reads[] = {
     &read_task_runner, &read_trio_token, &read_host_run, &read_host_ended, &read_host_task,
-    &read_host_ref, &read_run_runner, &read_hosting_trio, &read_records};
+    &read_host_ref, &read_run_runner, &read_hosting_trio, &read_records, &read_synchronous};
 #define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
 
 /* setup_slot_reads(task_type, runner_type, host_type, run_type, hosting_type,
@@ -211,9 +213,14 @@ setup_slot_reads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "hosting_type, native_hosting_type)");
         return NULL;
     }
-    /* The class each of all_reads reads from, in its order. */
+    if (runner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio part is not set up");
+        return NULL;
+    }
+    /* The class each of all_reads reads from, in its order; the last is
+     * dneio's own runner's. */
     PyObject *types[N_READS] = {args[0], args[1], args[2], args[2], args[2],
-                                args[2], args[3], args[4], args[5]};
+                                args[2], args[3], args[4], args[5], (PyObject *)Py_TYPE(runner)};
     if (slot_reads_setup(all_reads, types, N_READS) < 0) {
         return NULL;
     }
@@ -243,7 +250,13 @@ attr_true(PyObject *obj, PyObject *name)
 static int
 synchronous_mode(void)
 {
-    return attr_true(runner, str_synchronous);
+    PyObject *v = read_slot(&read_synchronous, runner);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
 }
 
 /* Does an asyncio loop run on this thread (a trio guest run inside asyncio)?
@@ -623,7 +636,8 @@ pending_here(PyObject *k)
         PyErr_Clear();
         return NULL;
     }
-    if (!PyObject_TypeCheck(s, &TrioSlotCore_Type) || ((SlotCore *)s)->state != HS_PENDING) {
+    static PyTypeObject *seen = NULL;
+    if (!is_kind_of(s, &TrioSlotCore_Type, &seen) || ((SlotCore *)s)->state != HS_PENDING) {
         Py_DECREF(s);
         return NULL;
     }
@@ -730,6 +744,36 @@ tk_resume_unless_cancelled(PyObject *k, PyObject *const *args, Py_ssize_t nargs,
     return call_saved(py_k_resume, k, args, nargs, kwnames);
 }
 
+/* k(value): the call of continuation_type itself.  Setting __call__ below
+ * gives the class the generic call of a __call__ method (a look-up, a bound
+ * call and a tuple every time); this is what that call does, directly. */
+static PyObject *
+tk_tp_call(PyObject *k, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) == 1 && (kwds == NULL || PyDict_GET_SIZE(kwds) == 0)) {
+        int done = store_if_pending(k, 0, PyTuple_GET_ITEM(args, 0));
+        if (done != 0) {
+            return done < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    if (py_k_send == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *positional = PyTuple_New(n + 1);
+    if (positional == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(positional, 0, Py_NewRef(k));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(positional, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    }
+    PyObject *r = PyObject_Call(py_k_send, positional, kwds);
+    Py_DECREF(positional);
+    return r;
+}
+
 static PyMethodDef tk_send_def = {
     "send", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL | METH_KEYWORDS,
     "send($self, value, /)\n--\n\nResume the task with value."};
@@ -780,6 +824,9 @@ setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
+    /* A call of an instance goes straight to tk_tp_call; setting __call__
+     * again (as _setup_compiled does to hand back to Python) resets it. */
+    tp->tp_call = tk_tp_call;
     Py_RETURN_NONE;
 }
 
@@ -938,24 +985,29 @@ make_trap(TrioSlotCore *slot)
 
 /* shift(func) in the trio task running here: None if none runs, (value,)
  * if func resumed the task at once, else what the task's shift runs. */
-static PyObject *
-shift_if_in_task(PyObject *module, PyObject *func)
+/* shift_if_in_task(func), as a HostShiftFn (the core calls it directly):
+ * 0 outside a trio task, 1 with *out the wait to run, 2 with *out the value
+ * the task was resumed with before it had to suspend, or -1. */
+static int
+shift_here(PyObject *func, PyObject **out)
 {
     if (slot_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio core is not set up");
-        return NULL;
+        return -1;
     }
     PyObject *d = context_dict();
     if (d == NULL) {
-        return NULL;
+        return -1;
     }
     PyObject *task = PyDict_GetItemWithError(d, str_task);
     Py_XINCREF(task);
     Py_DECREF(d);
     if (task == NULL || task == Py_None) {
-        return task != NULL ? task : (PyErr_Occurred() ? NULL : Py_NewRef(Py_None));
+        Py_XDECREF(task);
+        return task == NULL && PyErr_Occurred() ? -1 : 0;
     }
     PyObject *token = NULL, *result = NULL;
+    int status = -1;
     TrioSlotCore *slot = NULL;
     ThreadState *st = NULL;
     PyObject *hosting = read_slot(&read_hosting_trio, hosting_flag);
@@ -1006,10 +1058,8 @@ shift_if_in_task(PyObject *module, PyObject *func)
         goto done;
     }
     if (!wait) {
-        PyObject *value = capi->outcome(&slot->base);
-        if (value != NULL) {
-            result = PyTuple_Pack(1, value);
-            Py_DECREF(value);
+        if ((result = capi->outcome(&slot->base)) != NULL) {
+            status = 2;
         }
     }
     else if (synchronous) {
@@ -1024,17 +1074,38 @@ shift_if_in_task(PyObject *module, PyObject *func)
             goto done;
         }
         result = Py_NewRef(slot);
+        status = 1;
     }
     else {
         /* The deferred mode waits in Python. */
         result = PyObject_CallMethodOneArg(runner, str_wait, (PyObject *)slot);
+        status = result == NULL ? -1 : 1;
     }
 done:
     Py_XDECREF(slot);
     Py_XDECREF((PyObject *)st);
     Py_XDECREF(token);
     Py_DECREF(task);
-    return result;
+    if (status > 0) {
+        *out = result;
+    }
+    return status;
+}
+
+static PyObject *
+shift_if_in_task(PyObject *module, PyObject *func)
+{
+    PyObject *result = NULL;
+    int status = shift_here(func, &result);
+    if (status <= 0) {
+        return status < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (status == 1) {
+        return result;
+    }
+    PyObject *done = PyTuple_Pack(1, result);
+    Py_DECREF(result);
+    return done;
 }
 
 /* ---------------------------------------------- hosting native coroutines */
@@ -1507,6 +1578,15 @@ PyInit__trio_c(void)
         || PyModule_AddObjectRef(m, "HostingCore", (PyObject *)&HostingCore_Type) < 0
         || PyModule_AddObjectRef(m, "Hook", (PyObject *)&Hook_Type) < 0
         || (leave_fn = PyObject_GetAttrString(m, "leave")) == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* The registry lists this module's shift_if_in_task: the core calls
+     * shift_here for it. */
+    PyObject *listed = PyObject_GetAttrString(m, "shift_if_in_task");
+    int added = listed == NULL ? -1 : capi->add_host_shift(listed, shift_here);
+    Py_XDECREF(listed);
+    if (added < 0) {
         Py_DECREF(m);
         return NULL;
     }
