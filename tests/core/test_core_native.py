@@ -475,3 +475,53 @@ def test_a_resumption_the_entry_hook_refuses_leaves_the_wait_cancellable() -> No
         gc.collect()
         assert calls == ["cancelled"]  # once, whenever the wait was let go
         calls.clear()
+
+
+def test_a_resumption_failing_before_the_coroutine_runs_leaves_its_wait_cancellable() -> None:
+    # k.send run inside the coroutine's own context (already entered) fails
+    # before the coroutine runs; an entry hook that closes the coroutine
+    # instead of entering it leaves nothing to run either.  Either way the
+    # wait was not resumed: its on_cancel callbacks run once, and k says
+    # its coroutine was closed.
+    import gc
+
+    from dneio import CoroutineClosedError
+    from dneio._core import _driver
+
+    class Closing:
+        def enter(self, st: Any, coro: Any) -> Any:
+            coro.close()
+            return None
+
+        def leave(self, token: Any) -> None:
+            raise AssertionError("never entered")
+
+    async def body(ks: list[Any]) -> None:
+        await shift(ks.append)
+
+    for way in ("context", "hook"):
+        for value in ("value", None):
+            ks: list[Any] = []
+            calls: list[str] = []
+            coro = body(ks)
+            reset(coro)
+            k = ks.pop()
+            k.on_cancel(lambda: calls.append("cancelled"))
+            if way == "context":
+                del coro
+                with pytest.raises(RuntimeError, match="already entered"):
+                    k._ctx.run(k.send, value)
+            else:
+                before = _driver.entry_hook()
+                _driver.set_entry_hook(Closing())
+                try:
+                    with pytest.raises(RuntimeError):
+                        k.send(value)
+                finally:
+                    _driver.set_entry_hook(before)
+                del coro
+            gc.collect()
+            assert calls == ["cancelled"], (way, value)
+            assert k.is_cancelled()
+            with pytest.raises(CoroutineClosedError):
+                k.send(value)

@@ -178,18 +178,12 @@ def test_first_of_delivers_the_winner_when_a_withdrawn_branch_callback_raises(
 
 @HOSTS
 def test_reply_from_another_thread_is_delivered_or_refused_never_lost(
-    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+    dneio_runner: Harness,
 ) -> None:
-    # Widen any gap between looking at the requester and resuming it.
-    original = hc.HostContinuation.is_cancelled
-
-    def slow_is_cancelled(self: Any) -> bool:
-        answer = original(self)
-        if threading.current_thread() is not threading.main_thread():
-            time.sleep(0.003)
-        return answer
-
-    monkeypatch.setattr(hc.HostContinuation, "is_cancelled", slow_is_cancelled)
+    # The other thread claims the requester's slot atomically, with no
+    # Python code between looking at it and resuming it, so the random
+    # delay below is all there is to vary: the cancellation lands before,
+    # during or after the reply.
     rng = random.Random(11)
 
     async def trial(h: Harness) -> tuple[str, list[Any]]:

@@ -358,7 +358,7 @@ stop_iteration(PyObject *value)
 }
 
 /* Let the spare StopIteration go of the value it carried. */
-static inline void
+static inline Py_ALWAYS_INLINE void
 empty_spare_stop(void)
 {
     PyBaseExceptionObject *e = (PyBaseExceptionObject *)spare_stop;
@@ -591,12 +591,44 @@ drain_after(ThreadState *st, PyObject *answer)
     return answer;
 }
 
+/* The compiled awaitables that pass what is sent into them on (C API). */
+static struct {
+    PyTypeObject *type;
+    InnerFn inner;
+} passing_types[8];
+static int n_passing_types = 0;
+
+static int
+add_passing_type(PyTypeObject *type, InnerFn inner)
+{
+    if (type->tp_flags & Py_TPFLAGS_BASETYPE) {
+        PyErr_Format(PyExc_TypeError, "dneio: a passing type (%s) must not be subclassable",
+                     type->tp_name);
+        return -1;
+    }
+    for (int i = 0; i < n_passing_types; i++) {
+        if (passing_types[i].type == type) {
+            passing_types[i].inner = inner;
+            return 0;
+        }
+    }
+    if (n_passing_types == (int)(sizeof(passing_types) / sizeof(passing_types[0]))) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: too many passing types");
+        return -1;
+    }
+    passing_types[n_passing_types].type = (PyTypeObject *)Py_NewRef((PyObject *)type);
+    passing_types[n_passing_types].inner = inner;
+    n_passing_types += 1;
+    return 0;
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 /* Is ``coro`` awaiting ``park`` through nothing but coroutines and
  * generators (each of exactly its built-in type), every one suspended in an
- * ``await`` or ``yield from`` of the next?  Then a value sent into ``coro``
- * reaches ``park`` as it is.  The getters of cr_await and gi_yieldfrom are
- * called directly: those types cannot be changed. */
+ * ``await`` or ``yield from`` of the next, and the compiled awaitables
+ * registered as passing values on?  Then a value sent into ``coro`` reaches
+ * ``park`` as it is.  The getters of cr_await and gi_yieldfrom are called
+ * directly: those types cannot be changed. */
 static int
 passes_down_to(PyObject *coro, PyObject *park)
 {
@@ -620,10 +652,25 @@ passes_down_to(PyObject *coro, PyObject *park)
         getter get = Py_IS_TYPE(o, &PyCoro_Type)  ? cr_await_get
                      : Py_IS_TYPE(o, &PyGen_Type) ? gi_yieldfrom_get
                                                   : NULL;
-        if (get == NULL) {
-            break;
+        PyObject *next;
+        if (get != NULL) {
+            next = get(o, NULL);
         }
-        PyObject *next = get(o, NULL);
+        else {
+            InnerFn inner = NULL;
+            for (int i = 0; i < n_passing_types; i++) {
+                if (Py_IS_TYPE(o, passing_types[i].type)) {
+                    inner = passing_types[i].inner;
+                }
+            }
+            if (inner == NULL) {
+                break;
+            }
+            next = Py_XNewRef(inner(o));
+            if (next == NULL) {
+                break;
+            }
+        }
         Py_DECREF(o);
         if (next == NULL) {
             PyErr_Clear();
@@ -648,8 +695,7 @@ passes_down_to(PyObject *coro, PyObject *park)
  * shift as it is (passes_down_to), the shift is given the value here and
  * None is sent instead; the shift returns the value it holds.  Returns the
  * value to send, and in *dropped what the shift held before (its on_cancel
- * callbacks, which a resumption drops), to release once the step is over
- * (or to put back with unfill_park if the coroutine did not run). */
+ * callbacks, which a resumption drops), for unfill_park after the send. */
 static inline PyObject *
 fill_park(PyObject *coro, PyObject *park, PyObject *value, PyObject **dropped)
 {
@@ -666,11 +712,14 @@ fill_park(PyObject *coro, PyObject *park, PyObject *value, PyObject **dropped)
     return value;
 }
 
+/* After the send: a shift still holding its value was never reached (the
+ * coroutine failed before it got there), and is parked as it was, with its
+ * on_cancel callbacks; else what it held before is let go. */
 static inline void
 unfill_park(PyObject *park, PyObject *dropped)
 {
-    if (Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_FILLED) {
-        Shift *sh = (Shift *)park;
+    Shift *sh = (Shift *)park;
+    if (sh->state == SH_FILLED) {
         PyObject *value = sh->obj;
         sh->obj = dropped;
         sh->state = SH_PARKED;
@@ -693,9 +742,11 @@ finish(ThreadState *st, PyObject *answer)
 
 /* One step of the native driver (drive() in _driver_py.py): send ``value`` into
  * ``coro``, in its context ``ctx``, and handle what it yields.  Unusual cases
- * go to Python. */
-static PyObject *
-step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
+ * go to Python.  ``park`` (or NULL) is the shift the coroutine is parked in,
+ * to hand the value to (see fill_park): only from the send itself on, after
+ * which no Python code runs before the shift takes it. */
+static inline Py_ALWAYS_INLINE PyObject *
+step_impl(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObject *park)
 {
     PyObject *answer = NULL;
     if (PyContext_Enter(ctx) < 0) {
@@ -704,9 +755,15 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
     PyObject *prev = st->driving;       /* owned by us while replaced */
     st->driving = Py_NewRef(coro);
     PyObject *yielded = NULL;
+    PyObject *dropped = NULL;
+    PyObject *sent = park != NULL ? fill_park(coro, park, value, &dropped) : value;
     PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
-    PySendResult r = am != NULL && am->am_send != NULL ? am->am_send(coro, value, &yielded)
-                                                       : PyIter_Send(coro, value, &yielded);
+    PySendResult r = am != NULL && am->am_send != NULL ? am->am_send(coro, sent, &yielded)
+                                                       : PyIter_Send(coro, sent, &yielded);
+    if (park != NULL && sent != value) {
+        /* Taken, or (if the coroutine never got to the shift) put back. */
+        unfill_park(park, dropped);
+    }
     empty_spare_stop();
     PyObject *current = st->driving;
     st->driving = prev;
@@ -759,11 +816,25 @@ step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
     return answer;
 }
 
+static PyObject *
+step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value)
+{
+    return step_impl(st, coro, ctx, value, NULL);
+}
+
+/* step() of a resumption with a value other than None (3.12 and later). */
+static PyObject *
+step_filling(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObject *park)
+{
+    return step_impl(st, coro, ctx, value, park);
+}
+
 /* step(), with the entry hook around it: the hosts' Hosting.enter/leave,
  * which make the coroutine's own host task current.  On an error from
  * enter, nothing ran and *not_run is set. */
 static Py_NO_INLINE PyObject *
-entered_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
+entered_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObject *park,
+             int *not_run)
 {
     PyObject *hosting = Py_NewRef(entry_hook);
     /* The hook's own leave, whatever the step does to the entry hook. */
@@ -779,9 +850,10 @@ entered_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, in
     if (resumer == Py_None) {
         Py_DECREF(resumer);
         Py_DECREF(hosting);
-        return step(st, coro, ctx, value);
+        return park != NULL ? step_filling(st, coro, ctx, value, park) : step(st, coro, ctx, value);
     }
-    PyObject *answer = step(st, coro, ctx, value);
+    PyObject *answer = park != NULL ? step_filling(st, coro, ctx, value, park)
+                                    : step(st, coro, ctx, value);
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
     PyObject *r = leave != NULL ? leave(hosting, resumer)
@@ -803,13 +875,14 @@ entered_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, in
 
 /* step(), with the entry hook around it while one is installed. */
 static inline PyObject *
-hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, int *not_run)
+hooked_step(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObject *park,
+            int *not_run)
 {
     *not_run = 0;
     if (entry_hook == Py_None) {
-        return step(st, coro, ctx, value);
+        return park != NULL ? step_filling(st, coro, ctx, value, park) : step(st, coro, ctx, value);
     }
-    return entered_step(st, coro, ctx, value, not_run);
+    return entered_step(st, coro, ctx, value, park, not_run);
 }
 
 /* The rest of nc_send, where the coroutine runs now; ``fill`` says whether
@@ -821,26 +894,12 @@ run_native(NativeCore *self, ThreadState *st, PyObject *coro, PyObject *value, i
     PyObject *ctx = Py_NewRef(self->ctx);
     int not_run;
     st->depth += 1;
-    PyObject *dropped = NULL;
-    PyObject *park = self->park;
-    PyObject *sent = fill ? fill_park(coro, park, value, &dropped) : value;
-    int filled = fill && sent != value;
-    if (filled) {
-        Py_INCREF(park);
-    }
-    PyObject *answer = hooked_step(st, coro, ctx, sent, &not_run);
+    /* Held: the hook's Python code runs before the step. */
+    PyObject *park = fill ? Py_NewRef(self->park) : NULL;
+    PyObject *answer = hooked_step(st, coro, ctx, value, park, &not_run);
     Py_DECREF(ctx);
+    Py_XDECREF(park);
     st->depth -= 1;
-    if (filled) {
-        if (not_run) {
-            /* The shift waits for the value again, as it did. */
-            unfill_park(park, dropped);
-        }
-        else {
-            Py_XDECREF(dropped);
-        }
-        Py_DECREF(park);
-    }
     if (not_run) {
         /* The hook failed before the coroutine ran: it stays claimed, not lost. */
         Py_SETREF(self->claimed, coro);
@@ -1982,7 +2041,7 @@ static PyTypeObject SlotCore_Type = {
 static inline int
 is_slot(PyObject *o)
 {
-    static PyTypeObject *seen = NULL;
+    static SeenClass seen = {NULL, 0};
     return is_kind_of(o, &SlotCore_Type, &seen);
 }
 
@@ -2331,7 +2390,7 @@ reset_fn(PyObject *module, PyObject *coro)
     Py_INCREF(coro);
     int not_run;
     st->depth += 1;
-    PyObject *answer = hooked_step(st, coro, ctx, Py_None, &not_run);
+    PyObject *answer = hooked_step(st, coro, ctx, Py_None, NULL, &not_run);
     st->depth -= 1;
     answer = finish(st, answer);
     Py_DECREF(ctx);
@@ -2638,6 +2697,8 @@ PyInit__driver_c(void)
     capi.add_hook_type = add_hook_type;
     capi.resume = slot_resume_impl;
     capi.add_host_shift = add_host_shift;
+    capi.add_passing_type = add_passing_type;
+    capi.stop_with = sh_stop;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

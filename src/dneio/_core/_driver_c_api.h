@@ -55,6 +55,10 @@ typedef PyObject *(*HookLeaveFn)(PyObject *hook, PyObject *token);
  * Python function returns None, the body, or (value,). */
 typedef int (*HostShiftFn)(PyObject *func, PyObject **result);
 
+/* What an awaitable of a compiled type that passes what is sent into it on
+ * to an awaitable of its own awaits now (borrowed), or NULL (none). */
+typedef PyObject *(*InnerFn)(PyObject *awaitable);
+
 typedef struct {
     int version;
     PyTypeObject *slot_type;
@@ -83,6 +87,15 @@ typedef struct {
      * compiled function), the core calls ``fn`` instead, which does what
      * calling the object does.  0, or -1 with an exception set. */
     int (*add_host_shift)(PyObject *shift_if_in_task, HostShiftFn fn);
+    /* Awaitables of ``type`` pass every value sent into them on, as it is,
+     * to what ``inner`` gives (as ``await`` does): a resumption with a value
+     * may then go to the shift at the end of the chain (see fill_park).
+     * ``type`` must not be subclassable.  0, or -1 with an exception set. */
+    int (*add_passing_type)(PyTypeObject *type, InnerFn inner);
+    /* Finish an iterator's __next__ with ``value`` (stolen): NULL with
+     * StopIteration(value) set, or with no exception set for None, as the
+     * core's shift does (it keeps a spare StopIteration). */
+    PyObject *(*stop_with)(PyObject *value);
 } DneioCAPI;
 
 #define DNEIO_CAPI_VERSION 4

@@ -58,6 +58,38 @@ read_slot(SlotRead *r, PyObject *obj)
     return PyObject_GetAttr(obj, *r->name);
 }
 
+/* obj.attr = value, at the offset where the read goes by offset and the
+ * member may be written; by name otherwise.  0, or -1 with an exception. */
+static inline int
+write_slot(SlotRead *r, PyObject *obj, PyObject *value)
+{
+    if (Py_TYPE(obj) == r->type && r->type->tp_setattro == PyObject_GenericSetAttr
+        && r->type->tp_getattro == PyObject_GenericGetAttr
+        && (r->type->tp_version_tag == r->tag || slot_read_still_holds(r))
+        && !(((PyMemberDescrObject *)r->member)->d_member->flags & READONLY)) {
+        PyObject **field = (PyObject **)((char *)obj + r->offset);
+        PyObject *old = *field;
+        *field = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, *r->name, value);
+}
+
+/* mapping.get(key) (a new reference), read straight from an exact dict. */
+static inline PyObject *
+mapping_get(PyObject *mapping, PyObject *key)
+{
+    if (PyDict_CheckExact(mapping)) {
+        PyObject *v = PyDict_GetItemWithError(mapping, key);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    return PyObject_CallMethod(mapping, "get", "O", key);
+}
+
 /* Is obj's attribute exactly ``expected``?  1, 0, or -1. */
 static inline int
 slot_is(SlotRead *r, PyObject *obj, PyObject *expected)
@@ -148,22 +180,29 @@ is_method_of(PyObject *descr, PyCFunction fn)
            && ((PyMethodDescrObject *)descr)->d_method->ml_meth == fn;
 }
 
-/* PyObject_TypeCheck(o, base), remembering in *seen the last other class
- * found to derive from ``base`` (a reference is held), which the next calls
- * most often meet again: no walk of its MRO then. */
+/* The last class other than ``base`` found to derive from it, by address
+ * and version tag: no reference is held, and a class at the same address
+ * later is another class only with another tag (CPython never hands out a
+ * tag twice, and a class whose bases change gets a new one). */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int tag;
+} SeenClass;
+
+/* PyObject_TypeCheck(o, base), with no walk of the MRO for the class *seen
+ * remembers, which the next calls most often meet again. */
 static inline int
-is_kind_of(PyObject *o, PyTypeObject *base, PyTypeObject **seen)
+is_kind_of(PyObject *o, PyTypeObject *base, SeenClass *seen)
 {
     PyTypeObject *tp = Py_TYPE(o);
-    if (tp == base || tp == *seen) {
+    if (tp == base || (tp == seen->type && tp->tp_version_tag == seen->tag && seen->tag != 0)) {
         return 1;
     }
     if (!PyType_IsSubtype(tp, base)) {
         return 0;
     }
-    PyTypeObject *old = *seen;
-    *seen = (PyTypeObject *)Py_NewRef((PyObject *)tp);
-    Py_XDECREF((PyObject *)old);
+    seen->type = tp;
+    seen->tag = tp->tp_version_tag;
     return 1;
 }
 
@@ -171,10 +210,23 @@ is_kind_of(PyObject *o, PyTypeObject *base, PyTypeObject **seen)
  * PyObject_CallOneArg does, without its read of the thread state (a C
  * thread-local from CPython 3.12 on) and its check of the result, which
  * here is only that a NULL comes with an exception. */
+/* PyVectorcall_Function(func), read in place (CPython 3.13 made it a call). */
+static inline vectorcallfunc
+vectorcall_of(PyObject *func)
+{
+    PyTypeObject *tp = Py_TYPE(func);
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL) || tp->tp_vectorcall_offset <= 0) {
+        return NULL;
+    }
+    vectorcallfunc call;
+    memcpy(&call, (char *)func + tp->tp_vectorcall_offset, sizeof(call));
+    return call;
+}
+
 static inline PyObject *
 call_one(PyObject *func, PyObject *arg)
 {
-    vectorcallfunc call = PyVectorcall_Function(func);
+    vectorcallfunc call = vectorcall_of(func);
     if (call == NULL) {
         return PyObject_CallOneArg(func, arg);
     }
@@ -190,7 +242,7 @@ call_one(PyObject *func, PyObject *arg)
 static inline PyObject *
 call_noargs(PyObject *func)
 {
-    vectorcallfunc call = PyVectorcall_Function(func);
+    vectorcallfunc call = vectorcall_of(func);
     if (call == NULL) {
         return PyObject_CallNoArgs(func);
     }

@@ -76,6 +76,10 @@ def own_methods(cls: _C) -> _C:
     method (``k.send(value)``), which holds only for the exact type the
     method was made for, holds for the subclass's instances too.  Without
     the compiled core it does nothing.
+
+    The copies are taken once: a method assigned later to a class between
+    ``cls`` and the compiled one does not reach ``cls``, whose own copy
+    comes first (assign it to ``cls`` itself).
     """
     if compiled is not None:
         compiled.own_methods(cls)

@@ -95,7 +95,7 @@ static PyTypeObject WaitersCore_Type = {
 static inline PyObject *
 line_of(PyObject *w)
 {
-    static PyTypeObject *seen = NULL;
+    static SeenClass seen = {NULL, 0};
     if (!is_kind_of(w, &WaitersCore_Type, &seen)) {
         return NULL;
     }
@@ -671,7 +671,23 @@ go_send(GetOne *self, PyObject *arg)
 static PyObject *
 go_iternext(GetOne *self)
 {
-    return go_send(self, Py_None);
+    PyObject *result;
+    PySendResult r = go_am_send(self, Py_None, &result);
+    if (r == PYGEN_NEXT) {
+        return result;
+    }
+    /* The core's way to finish with a value: no StopIteration for None, a
+     * spare one refilled otherwise. */
+    return r == PYGEN_RETURN ? capi->stop_with(result) : NULL;
+}
+
+/* The shift a get_one() waits in, once it has one (the core passes a value
+ * sent into the get_one straight to it). */
+static PyObject *
+go_inner(PyObject *self)
+{
+    GetOne *go = (GetOne *)self;
+    return go->state == GO_SHIFT ? go->inner : NULL;
 }
 
 static PyObject *
@@ -1155,7 +1171,8 @@ PyInit__queue_c(void)
     }
     if (PyType_Ready(&QueueCore_Type) < 0 || PyType_Ready(&Request_Type) < 0
         || PyType_Ready(&WaitersCore_Type) < 0 || PyType_Ready(&ReplyCore_Type) < 0
-        || PyType_Ready(&GetOne_Type) < 0) {
+        || PyType_Ready(&GetOne_Type) < 0
+        || capi->add_passing_type(&GetOne_Type, go_inner) < 0) {
         return NULL;
     }
     PyObject *collections = PyImport_ImportModule("collections");

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Coroutine
 from functools import partial
 from types import TracebackType
@@ -306,10 +305,6 @@ if _queue_c is not None:
     RequestQueue.request = _queue_c.RequestQueueCore.request  # type: ignore[method-assign]
     RequestQueue.request_cb = _queue_c.RequestQueueCore.request_cb  # type: ignore[method-assign]
     RequestQueue.get_one_cb = _queue_c.RequestQueueCore.get_one_cb  # type: ignore[method-assign]
-    if sys.version_info < (3, 12):
-        # From 3.12 on the interpreter takes the value of an awaited object
-        # that is not a coroutine from a StopIteration, which costs more than
-        # the coroutine of the reference saves.
-        RequestQueue.get_one = _queue_c.RequestQueueCore.get_one  # type: ignore[method-assign]
+    RequestQueue.get_one = _queue_c.RequestQueueCore.get_one  # type: ignore[method-assign]
     # Calls of these from Python taken directly by the interpreter (see own_methods).
     own_methods(RequestQueue)

@@ -992,7 +992,7 @@ take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
         /* HostRecords._record */
         PyObject *records = read_slot(&read_records, aio);
         PyObject *ckey = records == NULL ? NULL : id_of(coro);
-        int r = ckey == NULL ? -1 : PyObject_SetAttr(found, str_ref, Py_None);
+        int r = ckey == NULL ? -1 : write_slot(&read_host_ref, found, Py_None);
         if (r == 0) {
             r = PyObject_SetItem(records, ckey, found);
         }
@@ -1020,7 +1020,7 @@ release_host(PyObject *aio, PyObject *coro, PyObject *host)
         return -1;
     }
     /* _forget */
-    PyObject *mine = PyObject_CallMethod(records, "get", "O", key);
+    PyObject *mine = mapping_get(records, key);
     int r = mine == NULL ? -1 : 0;
     if (mine == host) {
         r = PyObject_DelItem(records, key);
@@ -1028,7 +1028,7 @@ release_host(PyObject *aio, PyObject *coro, PyObject *host)
     Py_XDECREF(mine);
     Py_DECREF(key);
     Py_DECREF(records);
-    if (r < 0 || PyObject_SetAttr(host, str_ref, Py_None) < 0) {
+    if (r < 0 || write_slot(&read_host_ref, host, Py_None) < 0) {
         return -1;
     }
     int clean = host_is_clean(host);
@@ -1251,7 +1251,7 @@ after_step(PyObject *aio, PyObject *coro, PyObject *host)
     PyObject *key = records == NULL ? NULL : id_of(coro);
     PyObject *r = NULL;
     if (key != NULL) {
-        r = PyObject_CallMethod(records, "get", "O", key);
+        r = mapping_get(records, key);
     }
     Py_XDECREF(key);
     Py_XDECREF(records);

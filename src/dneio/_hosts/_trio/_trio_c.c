@@ -636,7 +636,7 @@ pending_here(PyObject *k)
         PyErr_Clear();
         return NULL;
     }
-    static PyTypeObject *seen = NULL;
+    static SeenClass seen = {NULL, 0};
     if (!is_kind_of(s, &TrioSlotCore_Type, &seen) || ((SlotCore *)s)->state != HS_PENDING) {
         Py_DECREF(s);
         return NULL;
