@@ -292,14 +292,15 @@ refillable(PyObject *args)
 
 /* Put ``item`` in the one-tuple ``args``; what it held (a reference the
  * caller releases).  The collector may have stopped tracking the tuple
- * while it held only atomic items: it tracks it again, as CPython does
- * when it refills a result tuple. */
+ * while it held only atomic items: it tracks it again when the new item
+ * is one the collector follows, as CPython does when it refills a result
+ * tuple (a tuple of atomic items is one it may leave untracked). */
 static inline PyObject *
 refill(PyObject *args, PyObject *item)
 {
     PyObject *old = PyTuple_GET_ITEM(args, 0);
     PyTuple_SET_ITEM(args, 0, Py_NewRef(item));
-    if (!PyObject_GC_IsTracked(args)) {
+    if (PyType_IS_GC(Py_TYPE(item)) && !PyObject_GC_IsTracked(args)) {
         PyObject_GC_Track(args);
     }
     return old;
@@ -629,23 +630,28 @@ add_passing_type(PyTypeObject *type, InnerFn inner)
  * registered as passing values on?  Then a value sent into ``coro`` reaches
  * ``park`` as it is.  The getters of cr_await and gi_yieldfrom are called
  * directly: those types cannot be changed. */
+static getter cr_await_get = NULL, gi_yieldfrom_get = NULL; /* found at import */
+
+static void
+find_await_getters(void)
+{
+    for (PyGetSetDef *g = PyCoro_Type.tp_getset; g != NULL && g->name != NULL; g++) {
+        if (strcmp(g->name, "cr_await") == 0) {
+            cr_await_get = g->get;
+        }
+    }
+    for (PyGetSetDef *g = PyGen_Type.tp_getset; g != NULL && g->name != NULL; g++) {
+        if (strcmp(g->name, "gi_yieldfrom") == 0) {
+            gi_yieldfrom_get = g->get;
+        }
+    }
+}
+
 static int
 passes_down_to(PyObject *coro, PyObject *park)
 {
-    static getter cr_await_get = NULL, gi_yieldfrom_get = NULL;
-    static int looked = 0;
-    if (!looked) {
-        looked = 1;
-        for (PyGetSetDef *g = PyCoro_Type.tp_getset; g != NULL && g->name != NULL; g++) {
-            if (strcmp(g->name, "cr_await") == 0) {
-                cr_await_get = g->get;
-            }
-        }
-        for (PyGetSetDef *g = PyGen_Type.tp_getset; g != NULL && g->name != NULL; g++) {
-            if (strcmp(g->name, "gi_yieldfrom") == 0) {
-                gi_yieldfrom_get = g->get;
-            }
-        }
+    if (cr_await_get == NULL || gi_yieldfrom_get == NULL) {
+        return 0;
     }
     PyObject *o = Py_NewRef(coro);
     for (int depth = 0; depth < 16; depth++) {
@@ -1023,7 +1029,10 @@ nc_call(NativeCore *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+    if (PyTuple_GET_SIZE(args) == 1) {
+        value = PyTuple_GET_ITEM(args, 0);  /* one argument: the common case */
+    }
+    else if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
         return NULL;
     }
     return nc_send(self, value);
@@ -2174,7 +2183,10 @@ hc_call(HostCore *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+    if (PyTuple_GET_SIZE(args) == 1) {
+        value = PyTuple_GET_ITEM(args, 0);  /* one argument: the common case */
+    }
+    else if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
         return NULL;
     }
     return hc_send(self, value);
@@ -2661,6 +2673,9 @@ PyInit__driver_c(void)
     if (check_deque_size() < 0) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    find_await_getters();
+#endif
     str_state = PyUnicode_InternFromString("state");
     probe_module = Py_NewRef(Py_None);
     str_enter = PyUnicode_InternFromString("enter");

@@ -980,7 +980,10 @@ rc_call(ReplyCore *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "a reply takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "send", 1, 1, &value)) {
+    if (PyTuple_GET_SIZE(args) == 1) {
+        value = PyTuple_GET_ITEM(args, 0);
+    }
+    else if (!PyArg_UnpackTuple(args, "send", 1, 1, &value)) {
         return NULL;
     }
     return rc_resume(self, 0, value);
