@@ -74,7 +74,9 @@ def test_the_classes_own_the_compiled_methods_they_inherit() -> None:
     # paths meet has its own copy of every compiled method it inherits.
     method = types.MethodDescriptorType
     classes = _package_classes_with_a_compiled_base()
-    assert len(classes) >= 9
+    # The engine's, the primitives' and asyncio's are always there.
+    assert {"NativeContinuation", "RequestQueue", "Reply", "Waiters", "AsyncioSlot",
+            "AsyncioContinuation"} <= {cls.__name__ for cls in classes}
     for cls in classes:
         for name in dir(cls):
             found = getattr(cls, name, None)  # (some names dir() lists do not resolve)

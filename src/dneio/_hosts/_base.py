@@ -18,9 +18,8 @@ class HostRunner(ABC):
     """What dneio needs from an event loop that runs tasks."""
 
     # ``synchronous`` is a slot, which the compiled host parts read at its
-    # offset on every shift; everything else lives in the instance dict of
-    # the runner's own class (which has no __slots__).
-    __slots__ = ("synchronous",)
+    # offset on every shift; everything else lives in the instance dict.
+    __slots__ = ("__dict__", "synchronous")
 
     #: The name ``current_runner()`` reports.
     name: str
