@@ -1024,15 +1024,8 @@ static PyGetSetDef nc_getset[] = {
 static PyObject *
 nc_call(NativeCore *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *value;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
-        return NULL;
-    }
-    if (PyTuple_GET_SIZE(args) == 1) {
-        value = PyTuple_GET_ITEM(args, 0);  /* one argument: the common case */
-    }
-    else if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+    PyObject *value = only_argument(args, kwds, "a continuation", "continuation");
+    if (value == NULL) {
         return NULL;
     }
     return nc_send(self, value);
@@ -2178,15 +2171,8 @@ hc_throw(HostCore *self, PyObject *exc)
 static PyObject *
 hc_call(HostCore *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *value;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "a continuation takes no keyword arguments");
-        return NULL;
-    }
-    if (PyTuple_GET_SIZE(args) == 1) {
-        value = PyTuple_GET_ITEM(args, 0);  /* one argument: the common case */
-    }
-    else if (!PyArg_UnpackTuple(args, "continuation", 1, 1, &value)) {
+    PyObject *value = only_argument(args, kwds, "a continuation", "continuation");
+    if (value == NULL) {
         return NULL;
     }
     return hc_send(self, value);

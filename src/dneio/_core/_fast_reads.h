@@ -90,6 +90,35 @@ mapping_get(PyObject *mapping, PyObject *key)
     return PyObject_CallMethod(mapping, "get", "O", key);
 }
 
+/* Is obj's attribute true?  1, 0, or -1. */
+static inline int
+slot_true(SlotRead *r, PyObject *obj)
+{
+    PyObject *v = read_slot(r, obj);
+    if (v == NULL) {
+        return -1;
+    }
+    int t = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* The one positional argument of a call with no keywords (borrowed), or
+ * NULL with a TypeError naming ``what`` (for keywords) or ``name``. */
+static inline PyObject *
+only_argument(PyObject *args, PyObject *kwds, const char *what, const char *name)
+{
+    PyObject *value;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s takes no keyword arguments", what);
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(args) == 1) {
+        return PyTuple_GET_ITEM(args, 0);  /* one argument: the common case */
+    }
+    return PyArg_UnpackTuple(args, name, 1, 1, &value) ? value : NULL;
+}
+
 /* Is obj's attribute exactly ``expected``?  1, 0, or -1. */
 static inline int
 slot_is(SlotRead *r, PyObject *obj, PyObject *expected)

@@ -975,15 +975,8 @@ rc_throw(ReplyCore *self, PyObject *exc)
 static PyObject *
 rc_call(ReplyCore *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *value;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "a reply takes no keyword arguments");
-        return NULL;
-    }
-    if (PyTuple_GET_SIZE(args) == 1) {
-        value = PyTuple_GET_ITEM(args, 0);
-    }
-    else if (!PyArg_UnpackTuple(args, "send", 1, 1, &value)) {
+    PyObject *value = only_argument(args, kwds, "a reply", "send");
+    if (value == NULL) {
         return NULL;
     }
     return rc_resume(self, 0, value);

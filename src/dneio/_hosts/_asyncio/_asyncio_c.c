@@ -80,13 +80,7 @@ static SlotRead *const all_reads[] = {
 static int
 synchronous_mode(void)
 {
-    PyObject *v = read_slot(&read_synchronous, runner);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
+    return slot_true(&read_synchronous, runner);
 }
 #define N_READS (sizeof(all_reads) / sizeof(all_reads[0]))
 

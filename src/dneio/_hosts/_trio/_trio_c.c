@@ -250,13 +250,7 @@ attr_true(PyObject *obj, PyObject *name)
 static int
 synchronous_mode(void)
 {
-    PyObject *v = read_slot(&read_synchronous, runner);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
+    return slot_true(&read_synchronous, runner);
 }
 
 /* Does an asyncio loop run on this thread (a trio guest run inside asyncio)?
