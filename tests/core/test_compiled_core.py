@@ -126,6 +126,158 @@ def test_own_methods_copies_only_what_the_class_inherits_and_keeps_behaviour() -
         dneio.reset(body())(value=1)
 
 
+@pytest.mark.skipif(PURE, reason="own_methods is the compiled core's")
+def test_a_continuation_called_from_python_honours_the_call_its_class_has() -> None:
+    """k(value) goes through the continuation's vectorcall; its class's call decides."""
+    compiled = _impl.compiled
+    resumed = []
+
+    class Slot:
+        def resume(self, k: Any, is_exc: bool, value: Any) -> bool:
+            resumed.append((is_exc, value))
+            return True
+
+    class Sub(compiled.HostCore):  # type: ignore[misc]
+        __slots__ = ()
+
+    compiled.own_methods(Sub)
+    k = Sub(Slot())
+    assert k("v") is None and resumed == [(False, "v")]
+    for args, kwargs in (((), {}), ((1, 2), {}), ((), {"value": 1})):
+        with pytest.raises(TypeError):
+            k(*args, **kwargs)
+    assert resumed == [(False, "v")]
+    # A __call__ given to the class later (after own_methods) is what runs,
+    # with every argument as passed.
+    calls = []
+    Sub.__call__ = lambda self, *a, **kw: calls.append((a, kw)) or "python"
+    assert k(1) == "python" and k(1, 2, x=3) == "python"
+    assert calls == [((1,), {}), ((1, 2), {"x": 3})]
+    del Sub.__call__
+    assert k("w") is None and resumed[-1] == (False, "w")
+    # The native continuation alike, also through a call with a tuple (map).
+    got = []
+
+    async def body() -> None:
+        got.append(await dneio.shift(lambda k: k))
+        got.append(await dneio.shift(lambda k: k))
+
+    nk = dneio.reset(body())
+    (answer,) = map(nk, ["mapped"])  # the continuation of the second shift
+    assert got == ["mapped"] and answer("called") is None
+    with pytest.raises(TypeError):
+        dneio.reset(body())()
+    assert got == ["mapped", "called"]
+
+
+@pytest.mark.skipif(PURE, reason="own_methods is the compiled core's")
+def test_subclasses_given_their_own_deallocation_release_everything() -> None:
+    import gc
+    import weakref
+
+    compiled = _impl.compiled
+
+    class Marker:
+        pass
+
+    class Plain(compiled.HostCore):  # type: ignore[misc]
+        __slots__ = ()
+
+    class Finalised(compiled.HostCore):  # type: ignore[misc]
+        __slots__ = ()
+        ran: list[Any] = []
+        keep: list[Any] = []
+
+        def __del__(self) -> None:
+            Finalised.ran.append(self._callbacks)
+            if self._callbacks == "resurrect":
+                Finalised.keep.append(self)
+
+    class WithSlot(compiled.HostCore):  # type: ignore[misc]
+        __slots__ = ("extra",)
+
+    class WithDict(compiled.HostCore):  # type: ignore[misc]
+        pass
+
+    for cls in (Plain, Finalised, WithSlot, WithDict):
+        compiled.own_methods(cls)
+
+    class Later(Plain):  # a subclass made afterwards, with the generic deallocation
+        __slots__ = ("more",)
+
+    def released(make: Callable[[], Any], *attrs: str) -> None:
+        gc.collect()
+        counts = (sys.getrefcount(Plain), sys.getrefcount(type(make())))
+        for _ in range(1000):
+            obj = make()
+            marker = Marker()
+            ref = weakref.ref(marker)
+            obj._callbacks = marker
+            for attr in attrs:
+                setattr(obj, attr, Marker())
+            held = [weakref.ref(getattr(obj, attr)) for attr in attrs]
+            called = []
+            wr = weakref.ref(obj, called.append)
+            del obj, marker
+            assert ref() is None and all(h() is None for h in held)
+            assert wr() is None and called == [wr]
+        assert (sys.getrefcount(Plain), sys.getrefcount(type(make()))) == counts
+
+    released(lambda: Plain(None))
+    released(lambda: Later(None), "more")
+    released(lambda: WithSlot(None), "extra")
+    released(lambda: WithDict(None), "extra")
+    # The finaliser runs once, before the fields are cleared, and may
+    # resurrect the object, which is then released later without running it again.
+    Finalised(None)._callbacks = "once"
+    assert Finalised.ran == ["once"]
+    k = Finalised(None)
+    k._callbacks = "resurrect"
+    del k
+    assert Finalised.ran == ["once", "resurrect"] and len(Finalised.keep) == 1
+    wr = weakref.ref(Finalised.keep[0])
+    Finalised.keep.clear()
+    assert wr() is None and Finalised.ran == ["once", "resurrect"]
+
+
+@pytest.mark.skipif(PURE, reason="own_methods is the compiled core's")
+def test_a_long_chain_through_subclasses_with_their_own_deallocation_does_not_overflow() -> None:
+    code = """
+import gc
+from dneio._core import _impl
+compiled = _impl.compiled
+
+class Plain(compiled.HostCore):
+    __slots__ = ()
+
+class Finalised(compiled.HostCore):
+    __slots__ = ()
+    count = 0
+    def __del__(self):
+        Finalised.count += 1
+
+for cls in (Plain, Finalised):
+    compiled.own_methods(cls)
+
+class Later(Plain):
+    __slots__ = ()
+
+for kinds in ((Plain,), (Plain, Later), (Finalised, Plain, Later)):
+    head = None
+    for i in range(300_000):
+        k = kinds[i % len(kinds)](None)
+        k._callbacks = head
+        head = k
+    k = None
+    del head
+    gc.collect()
+print("released", Finalised.count)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["released", "100000"]
+
+
 def test_pure_python_path_can_be_forced() -> None:
     code = (
         "import dneio, dneio._core._driver as d, dneio._core._impl as i;"

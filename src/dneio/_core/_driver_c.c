@@ -31,7 +31,7 @@
  * builds), which the free lists do too. */
 /* What the Python side of this version expects (_impl.CORE_API): a build
  * left from another version is not used. */
-#define DNEIO_CORE_API 4
+#define DNEIO_CORE_API 5
 
 #if PY_VERSION_HEX < 0x030E0000
 #define DNEIO_FREE_LISTS 1
@@ -390,6 +390,181 @@ park_closed(PyObject *park)
     return park != NULL && Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_CLOSED;
 }
 
+/* ------------------------------------- continuations called from Python
+ *
+ * A continuation is usually handed to code that calls it: ``callback(value)``.
+ * Through tp_call, that call packs the value into a tuple first.  The
+ * continuations have a vectorcall instead (the interpreter's direct call),
+ * which takes the value as it is.  It honours whatever call the object's
+ * class has now: the compiled one, one a host registered (add_call_one), or
+ * else the class's tp_call (a Python __call__, say), with a tuple. */
+
+#define MAX_CALL_ONES 4
+static struct {
+    ternaryfunc call;
+    CallOneFn one;
+} call_ones[MAX_CALL_ONES];
+static int n_call_ones = 0;
+
+/* The C API's add_call_one: where a continuation's class has ``call`` as
+ * its tp_call, a call with one positional argument is ``one(k, value)``. */
+static int
+add_call_one(ternaryfunc call, CallOneFn one)
+{
+    for (int i = 0; i < n_call_ones; i++) {
+        if (call_ones[i].call == call) {
+            call_ones[i].one = one;
+            return 0;
+        }
+    }
+    if (n_call_ones == MAX_CALL_ONES) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: too many compiled continuation calls");
+        return -1;
+    }
+    call_ones[n_call_ones].call = call;
+    call_ones[n_call_ones].one = one;
+    n_call_ones++;
+    return 0;
+}
+
+/* The registered one-argument call for ``call``, or NULL. */
+static inline CallOneFn
+call_one_for(ternaryfunc call)
+{
+    for (int i = 0; i < n_call_ones; i++) {
+        if (call_ones[i].call == call) {
+            return call_ones[i].one;
+        }
+    }
+    return NULL;
+}
+
+/* self(*args, **kwargs) through its class's tp_call, as the interpreter
+ * calls an object without a vectorcall. */
+static PyObject *
+call_by_tp_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ternaryfunc call = Py_TYPE(self)->tp_call;
+    if (call == NULL) {
+        return PyErr_Format(PyExc_TypeError, "'%.200s' object is not callable",
+                            Py_TYPE(self)->tp_name);
+    }
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *positional = PyTuple_New(nargs);
+    if (positional == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(positional, i, Py_NewRef(args[i]));
+    }
+    PyObject *keywords = NULL;
+    if (nkw > 0) {
+        keywords = PyDict_New();
+        for (Py_ssize_t i = 0; keywords != NULL && i < nkw; i++) {
+            if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_CLEAR(keywords);
+            }
+        }
+        if (keywords == NULL) {
+            Py_DECREF(positional);
+            return NULL;
+        }
+    }
+    PyObject *r = call(self, positional, keywords);
+    Py_DECREF(positional);
+    Py_XDECREF(keywords);
+    return r;
+}
+
+/* ------------------------- deallocation of the package's Python subclasses
+ *
+ * A Python subclass of a compiled type is deallocated by CPython's generic
+ * subtype_dealloc, which looks for the compiled base, goes through the
+ * trashcan (a bound on the depth of nested deallocations) and checks for
+ * an instance dict and slots of its own.  For a subclass that adds nothing
+ * to its instances (no __dict__, no slots, no __del__ of the old kind),
+ * own_methods installs owned_dealloc instead: the finaliser, if any, the
+ * compiled base's dealloc, and the release of the type.  The trashcan is
+ * used only when these deallocations are already nested deep. */
+
+static destructor generic_subtype_dealloc = NULL; /* learnt from a probe class */
+static int owned_depth = 0;  /* owned_dealloc calls in progress (GIL-protected) */
+#define OWNED_DEPTH_MAX 50
+
+static inline PyTypeObject *
+compiled_base(PyTypeObject *tp)
+{
+    while (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        tp = tp->tp_base;
+    }
+    return tp;
+}
+
+static inline void
+owned_release(PyObject *self, PyTypeObject *tp)
+{
+    if (tp->tp_finalize != NULL && PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;  /* resurrected */
+    }
+    compiled_base(tp)->tp_dealloc(self);
+    Py_DECREF(tp);
+}
+
+static void
+owned_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (owned_depth < OWNED_DEPTH_MAX) {
+        if (!PyObject_GC_IsTracked(self)) {
+            /* Back from the trashcan: tracked again, as for a finaliser. */
+            PyObject_GC_Track(self);
+        }
+        owned_depth++;
+        owned_release(self, tp);
+        owned_depth--;
+        return;
+    }
+    PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, owned_dealloc)
+    PyObject_GC_Track(self);
+    owned_release(self, tp);
+    Py_TRASHCAN_END
+}
+
+/* Can ``cls`` take owned_dealloc?  Its instances must be exactly its
+ * compiled base's, garbage-collected, with the generic deallocation. */
+static int
+may_own_dealloc(PyTypeObject *cls)
+{
+    PyTypeObject *base = compiled_base(cls);
+    unsigned long added = Py_TPFLAGS_MANAGED_DICT;
+#ifdef Py_TPFLAGS_MANAGED_WEAKREF
+    added |= Py_TPFLAGS_MANAGED_WEAKREF;
+#endif
+    return generic_subtype_dealloc != NULL && cls->tp_dealloc == generic_subtype_dealloc
+           && (cls->tp_flags & Py_TPFLAGS_HEAPTYPE) && (cls->tp_flags & Py_TPFLAGS_HAVE_GC)
+           && (base->tp_flags & Py_TPFLAGS_HAVE_GC) && !(cls->tp_flags & added)
+           && cls->tp_basicsize == base->tp_basicsize && cls->tp_itemsize == 0
+           && base->tp_itemsize == 0 && cls->tp_dictoffset == base->tp_dictoffset
+           && cls->tp_weaklistoffset == base->tp_weaklistoffset && cls->tp_del == NULL
+           && base->tp_dealloc != NULL;
+}
+
+/* Learn CPython's generic deallocation of Python classes. */
+static int
+learn_subtype_dealloc(void)
+{
+    PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){}",
+                                            "_dneio_probe", (PyObject *)&PyBaseObject_Type);
+    if (probe == NULL) {
+        return -1;
+    }
+    generic_subtype_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
+    return 0;
+}
+
 /* -------------------------------------------------------- NativeCore (k) */
 
 typedef struct {
@@ -398,7 +573,11 @@ typedef struct {
     PyObject *claimed;  /* the coroutine of a queued resumption */
     PyObject *ctx;      /* the coroutine's own contextvars.Context (or None) */
     PyObject *park;     /* the shift the coroutine is suspended in (or None) */
+    vectorcallfunc vectorcall;  /* nc_vectorcall: k(value) from Python, with no tuple */
 } NativeCore;
+
+static PyObject *nc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames);
 
 static PyObject *
 nc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -415,6 +594,7 @@ nc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->claimed = Py_NewRef(Py_None);
     self->ctx = Py_NewRef(Py_None);
     self->park = Py_NewRef(Py_None);
+    self->vectorcall = nc_vectorcall;
     return (PyObject *)self;
 }
 
@@ -548,6 +728,7 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
     k->claimed = Py_NewRef(Py_None);
     k->ctx = Py_NewRef(ctx);
     k->park = Py_NewRef(park);
+    k->vectorcall = nc_vectorcall;
     return (PyObject *)k;
 }
 
@@ -1031,6 +1212,17 @@ nc_call(NativeCore *self, PyObject *args, PyObject *kwds)
     return nc_send(self, value);
 }
 
+/* k(value) from Python (see call_by_tp_call). */
+static PyObject *
+nc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL
+        && Py_TYPE(self)->tp_call == (ternaryfunc)nc_call) {
+        return nc_send((NativeCore *)self, args[0]);
+    }
+    return call_by_tp_call(self, args, nargsf, kwnames);
+}
+
 static PyMethodDef nc_methods[] = {
     {"send", (PyCFunction)nc_send, METH_O,
      "Resume the coroutine, making its await shift(...) return value."},
@@ -1047,7 +1239,9 @@ static PyTypeObject NativeCore_Type = {
     .tp_name = "dneio._core._driver_c.NativeCore",
     .tp_doc = "The compiled part of a native continuation.",
     .tp_basicsize = sizeof(NativeCore),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC
+                | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(NativeCore, vectorcall),
     .tp_new = nc_new,
     .tp_traverse = (traverseproc)nc_traverse,
     .tp_clear = (inquiry)nc_clear,
@@ -1578,7 +1772,11 @@ typedef struct {
     PyObject *slot;
     PyObject *callbacks;  /* None, or the on_cancel callbacks */
     PyObject *weakreflist;
+    vectorcallfunc vectorcall;  /* hc_vectorcall: k(value) from Python, with no tuple */
 } HostCore;
+
+static PyObject *hc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames);
 
 static PyTypeObject SlotCore_Type;
 static PyTypeObject HostCore_Type;
@@ -1824,6 +2022,7 @@ make_host_continuation(SlotCore *self, PyObject *make)
         }
         k->slot = Py_NewRef(self);
         k->callbacks = Py_NewRef(Py_None);
+        k->vectorcall = hc_vectorcall;
         return (PyObject *)k;
     }
     return PyObject_CallOneArg(make, (PyObject *)self);
@@ -2060,6 +2259,7 @@ hc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->slot = Py_NewRef(slot);
     self->callbacks = Py_NewRef(Py_None);
+    self->vectorcall = hc_vectorcall;
     return (PyObject *)self;
 }
 
@@ -2178,6 +2378,23 @@ hc_call(HostCore *self, PyObject *args, PyObject *kwds)
     return hc_send(self, value);
 }
 
+/* k(value) from Python (see call_by_tp_call). */
+static PyObject *
+hc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL) {
+        ternaryfunc call = Py_TYPE(self)->tp_call;
+        if (call == (ternaryfunc)hc_call) {
+            return hc_send((HostCore *)self, args[0]);
+        }
+        CallOneFn one = call_one_for(call);
+        if (one != NULL) {
+            return one(self, args[0]);
+        }
+    }
+    return call_by_tp_call(self, args, nargsf, kwnames);
+}
+
 static PyObject *
 hc_resume_unless_cancelled(HostCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2253,7 +2470,9 @@ static PyTypeObject HostCore_Type = {
     .tp_name = "dneio._core._driver_c.HostCore",
     .tp_doc = "The compiled part of a host task's continuation.",
     .tp_basicsize = sizeof(HostCore),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC
+                | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(HostCore, vectorcall),
     .tp_new = hc_new,
     .tp_call = (ternaryfunc)hc_call,
     .tp_traverse = (traverseproc)hc_traverse,
@@ -2552,7 +2771,11 @@ set_entry_probe_module(PyObject *module, PyObject *value)
  * fail that check on every call and go the generic way (a method object's
  * call, with a subclass check).  A copy made for the subclass passes it.
  * Methods the subclass (or a Python class before the compiled one in its
- * MRO) defines itself are left alone: only what cls.name finds is copied. */
+ * MRO) defines itself are left alone: only what cls.name finds is copied.
+ *
+ * It also gives the instances the base's vectorcall, if it has one (a call
+ * with no argument tuple), and, if they are exactly the base's instances,
+ * owned_dealloc instead of the generic deallocation. */
 static PyObject *
 own_methods(PyObject *module, PyObject *arg)
 {
@@ -2595,6 +2818,16 @@ own_methods(PyObject *module, PyObject *arg)
     Py_DECREF(mro);
     if (!ok) {
         return NULL;
+    }
+    PyTypeObject *base = compiled_base(cls);
+    if (base != cls && (base->tp_flags & Py_TPFLAGS_HAVE_VECTORCALL)) {
+        /* Its instances called directly, with the base's vectorcall (which
+         * honours the call the class has: see call_by_tp_call). */
+        cls->tp_vectorcall_offset = base->tp_vectorcall_offset;
+        cls->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    }
+    if (may_own_dealloc(cls)) {
+        cls->tp_dealloc = owned_dealloc;
     }
     Py_RETURN_NONE;
 }
@@ -2656,7 +2889,7 @@ PyInit__driver_c(void)
         || PyType_Ready(&HostCore_Type) < 0) {
         return NULL;
     }
-    if (check_deque_size() < 0) {
+    if (check_deque_size() < 0 || learn_subtype_dealloc() < 0) {
         return NULL;
     }
 #if PY_VERSION_HEX >= 0x030C0000
@@ -2700,6 +2933,7 @@ PyInit__driver_c(void)
     capi.add_host_shift = add_host_shift;
     capi.add_passing_type = add_passing_type;
     capi.stop_with = sh_stop;
+    capi.add_call_one = add_call_one;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

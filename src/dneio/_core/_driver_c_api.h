@@ -59,6 +59,9 @@ typedef int (*HostShiftFn)(PyObject *func, PyObject **result);
  * to an awaitable of its own awaits now (borrowed), or NULL (none). */
 typedef PyObject *(*InnerFn)(PyObject *awaitable);
 
+/* A continuation called with one positional argument: k(value). */
+typedef PyObject *(*CallOneFn)(PyObject *k, PyObject *value);
+
 typedef struct {
     int version;
     PyTypeObject *slot_type;
@@ -96,9 +99,13 @@ typedef struct {
      * StopIteration(value) set, or with no exception set for None, as the
      * core's shift does (it keeps a spare StopIteration). */
     PyObject *(*stop_with)(PyObject *value);
+    /* A host continuation whose class has ``call`` as its tp_call is called
+     * from Python with one positional argument as ``one(k, value)``, with
+     * no argument tuple.  0, or -1 with an exception set. */
+    int (*add_call_one)(ternaryfunc call, CallOneFn one);
 } DneioCAPI;
 
-#define DNEIO_CAPI_VERSION 4
+#define DNEIO_CAPI_VERSION 5
 #define DNEIO_CAPI_NAME "dneio._core._driver_c._C_API"
 
 #endif

@@ -768,6 +768,23 @@ tk_tp_call(PyObject *k, PyObject *args, PyObject *kwds)
     return r;
 }
 
+/* k(value) called from Python: the continuation's vectorcall comes here
+ * while its class's call is tk_tp_call (see the core's add_call_one). */
+static PyObject *
+tk_call_one(PyObject *k, PyObject *value)
+{
+    int done = store_if_pending(k, 0, value);
+    if (done != 0) {
+        return done < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (py_k_send == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
+        return NULL;
+    }
+    PyObject *argv[2] = {k, value};
+    return PyObject_Vectorcall(py_k_send, argv, 2, NULL);
+}
+
 static PyMethodDef tk_send_def = {
     "send", (PyCFunction)(void (*)(void))tk_send, METH_FASTCALL | METH_KEYWORDS,
     "send($self, value, /)\n--\n\nResume the task with value."};
@@ -821,6 +838,9 @@ setup_continuation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* A call of an instance goes straight to tk_tp_call; setting __call__
      * again (as _setup_compiled does to hand back to Python) resets it. */
     tp->tp_call = tk_tp_call;
+    if (capi->add_call_one(tk_tp_call, tk_call_one) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
