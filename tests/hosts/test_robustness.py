@@ -216,6 +216,48 @@ def test_dropped_continuation_noticed_even_if_its_callbacks_refer_to_it(
     assert dneio_runner.run(main) == "ok"
 
 
+@HOSTS
+def test_continuations_resumed_and_dropped_in_turn_each_do_what_they_should(
+    dneio_runner: Harness,
+) -> None:
+    """Continuations released after a resumption are reused: a dropped one still wakes its task."""
+
+    async def main(h: Harness) -> Any:
+        kept: list[Any] = []
+        outcomes: list[Any] = []
+
+        async def task(i: int) -> None:
+            try:
+                if i % 3 == 0:
+                    outcomes.append(await shift(lambda k: k(i)))
+                elif i % 3 == 1:
+                    outcomes.append(await shift(lambda k: None))  # dropped inside func
+                else:
+                    outcomes.append(await shift(kept.append))  # dropped once parked
+            except ContinuationDropped:
+                outcomes.append(("dropped", i))
+
+        for round_ in range(40):
+            handles = [h.spawn(task, round_ * 3 + j) for j in range(3)]
+            await h.settle()
+            kept.clear()
+            gc.collect()
+            for _ in range(50):
+                await h.settle()
+                if all(t.done for t in handles):
+                    break
+                await _sleep(h, 0.001)
+            for t in handles:
+                t.get()
+        return outcomes
+
+    outcomes = dneio_runner.run(main)
+    expected = []
+    for i in range(120):
+        expected.append(i if i % 3 == 0 else ("dropped", i))
+    assert sorted(outcomes, key=lambda o: o if isinstance(o, int) else o[1]) == expected
+
+
 @pytest.mark.dneio_runners("asyncio", "asyncio-pytask", "uvloop", "asyncio-deferred")
 def test_late_cancellation_stays_inside_the_timeout_that_asked_for_it(
     dneio_runner: Harness,

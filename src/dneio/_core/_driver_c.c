@@ -501,12 +501,25 @@ compiled_base(PyTypeObject *tp)
     return tp;
 }
 
+/* Would the host continuation's finaliser do anything?  (hc_finalize) */
+static int hc_must_finalize(PyObject *self);
+static void hc_finalize(PyObject *self);
+
 static inline void
 owned_release(PyObject *self, PyTypeObject *tp)
 {
-    if (tp->tp_finalize != NULL && PyObject_CallFinalizerFromDealloc(self) < 0) {
-        return;  /* resurrected */
+    destructor finalize = tp->tp_finalize;
+    if (finalize != NULL && (finalize != hc_finalize || hc_must_finalize(self))) {
+        if (!PyObject_GC_IsTracked(self)) {
+            /* Come back from the trashcan: a finaliser that resurrects the
+             * object leaves it tracked, as the generic deallocation does. */
+            PyObject_GC_Track(self);
+        }
+        if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+            return;  /* resurrected */
+        }
     }
+    /* The base's dealloc untracks the object (if it still is) and frees it. */
     compiled_base(tp)->tp_dealloc(self);
     Py_DECREF(tp);
 }
@@ -516,10 +529,6 @@ owned_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (owned_depth < OWNED_DEPTH_MAX) {
-        if (!PyObject_GC_IsTracked(self)) {
-            /* Back from the trashcan: tracked again, as for a finaliser. */
-            PyObject_GC_Track(self);
-        }
         owned_depth++;
         owned_release(self, tp);
         owned_depth--;
@@ -527,10 +536,64 @@ owned_dealloc(PyObject *self)
     }
     PyObject_GC_UnTrack(self);
     Py_TRASHCAN_BEGIN(self, owned_dealloc)
-    PyObject_GC_Track(self);
     owned_release(self, tp);
     Py_TRASHCAN_END
 }
+
+#ifdef DNEIO_FREE_LISTS
+/* The memory of released instances of these classes, kept for reuse by
+ * size (their instances have nothing in front of them but the collector's
+ * header, so any of them fits another of the same size).  An instance
+ * whose finaliser ran is not kept: a new one must be finalised again. */
+#define OWNED_MAX_SIZE 256  /* sizes are multiples of 8 below this */
+#define OWNED_FREE_MAX 32
+static struct {
+    int n;
+    PyObject *items[OWNED_FREE_MAX];
+} owned_free_lists[OWNED_MAX_SIZE / 8];
+
+static PyObject *
+owned_alloc(PyTypeObject *tp, Py_ssize_t nitems)
+{
+    Py_ssize_t size = tp->tp_basicsize;
+    if (nitems != 0 || owned_free_lists[size >> 3].n == 0) {
+        return PyType_GenericAlloc(tp, nitems);
+    }
+    PyObject *op = owned_free_lists[size >> 3].items[--owned_free_lists[size >> 3].n];
+    memset(op, 0, (size_t)size);
+    /* What PyObject_Init does: its type (held), one reference. */
+    Py_SET_TYPE(op, tp);
+    Py_INCREF(tp);
+    _Py_NewReference(op);
+    PyObject_GC_Track(op);
+    return op;
+}
+
+/* The compiled bases' deallocs call it as the collector's own deletion is
+ * called: on an object they untracked. */
+static void
+owned_free(void *p)
+{
+    PyObject *op = (PyObject *)p;
+    Py_ssize_t size = Py_TYPE(op)->tp_basicsize;
+    if (owned_free_lists[size >> 3].n < OWNED_FREE_MAX && !PyObject_GC_IsFinalized(op)) {
+        owned_free_lists[size >> 3].items[owned_free_lists[size >> 3].n++] = op;
+        return;
+    }
+    PyObject_GC_Del(op);
+}
+
+/* Keep released instances of ``cls`` for reuse, if they are small. */
+static void
+own_free_list(PyTypeObject *cls)
+{
+    if (cls->tp_alloc == PyType_GenericAlloc && cls->tp_free == PyObject_GC_Del
+        && cls->tp_basicsize < OWNED_MAX_SIZE && cls->tp_basicsize % 8 == 0) {
+        cls->tp_alloc = owned_alloc;
+        cls->tp_free = owned_free;
+    }
+}
+#endif
 
 /* Can ``cls`` take owned_dealloc?  Its instances must be exactly its
  * compiled base's, garbage-collected, with the generic deallocation. */
@@ -2281,17 +2344,25 @@ hc_clear(HostCore *self)
 
 /* The finaliser: a continuation dropped unresumed wakes its task with
  * ContinuationDropped instead of leaving it parked forever. */
-static void
-hc_finalize(HostCore *self)
+static int
+hc_must_finalize(PyObject *k)
 {
-    PyObject *slot = self->slot;
+    PyObject *slot = ((HostCore *)k)->slot;
     if (slot == NULL || !is_slot(slot)) {
-        return;
+        return 0;
     }
     int state = ((SlotCore *)slot)->state;
-    if (state != HS_PENDING && state != HS_PARKED) {
+    return state == HS_PENDING || state == HS_PARKED;
+}
+
+static void
+hc_finalize(PyObject *k)
+{
+    HostCore *self = (HostCore *)k;
+    if (!hc_must_finalize(k)) {
         return;
     }
+    PyObject *slot = self->slot;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     Py_INCREF(slot);
@@ -2828,6 +2899,9 @@ own_methods(PyObject *module, PyObject *arg)
     }
     if (may_own_dealloc(cls)) {
         cls->tp_dealloc = owned_dealloc;
+#ifdef DNEIO_FREE_LISTS
+        own_free_list(cls);
+#endif
     }
     Py_RETURN_NONE;
 }
