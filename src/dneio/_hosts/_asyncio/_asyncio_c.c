@@ -928,7 +928,17 @@ host_is_clean(PyObject *host)
     if (task == NULL) {
         return -1;
     }
-    PyObject *n = PyObject_CallMethodNoArgs(task, str_cancelling);
+    /* task.cancelling(): a compiled method without arguments is called
+     * directly (it is found in the look-up cache of the task's class). */
+    PyObject *method = _PyType_Lookup(Py_TYPE(task), str_cancelling); /* borrowed */
+    PyObject *n;
+    if (method != NULL && Py_IS_TYPE(method, &PyMethodDescr_Type)
+        && ((PyMethodDescrObject *)method)->d_method->ml_flags == METH_NOARGS) {
+        n = ((PyMethodDescrObject *)method)->d_method->ml_meth(task, NULL);
+    }
+    else {
+        n = PyObject_CallMethodNoArgs(task, str_cancelling);
+    }
     Py_DECREF(task);
     if (n == NULL) {
         return -1;
@@ -936,6 +946,35 @@ host_is_clean(PyObject *host)
     int cancelling = PyObject_IsTrue(n);
     Py_DECREF(n);
     return cancelling < 0 ? -1 : !cancelling;
+}
+
+/* id(loop), as the hosting's dicts of loops hold it (a new reference): the
+ * very int object ``loops`` has for it where it has one, so that a look-up
+ * finds it without comparing values.  Remembered for the last loop. */
+static PyObject *
+loop_key(PyObject *loop, PyObject *loops)
+{
+    static void *last = NULL;
+    static PyObject *last_key = NULL;
+    if (last_key != NULL && last == (void *)loop) {
+        return Py_NewRef(last_key);
+    }
+    PyObject *key = PyLong_FromVoidPtr(loop);
+    if (key == NULL || !PyDict_CheckExact(loops)) {
+        return key;
+    }
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(loops, &pos, &k, &v)) {
+        /* Exact ints compare without running Python code. */
+        if (v == loop && PyLong_CheckExact(k) && PyObject_RichCompareBool(k, key, Py_EQ) == 1) {
+            Py_SETREF(key, Py_NewRef(k));
+            Py_XSETREF(last_key, Py_NewRef(k));
+            last = (void *)loop;
+            break;
+        }
+    }
+    return key;
 }
 
 /* The first clean free host of loop, recorded for coro (a new reference),
@@ -948,7 +987,7 @@ take_free_host(PyObject *aio, PyObject *coro, PyObject *loop)
     PyObject *loops = NULL, *frees = NULL, *key = NULL, *found = NULL;
     loops = read_slot(&read_loops, aio);
     frees = loops == NULL ? NULL : read_slot(&read_free, aio);
-    key = frees == NULL ? NULL : PyLong_FromVoidPtr(loop);
+    key = frees == NULL ? NULL : loop_key(loop, loops);
     if (key == NULL) {
         goto done;
     }
@@ -1034,12 +1073,15 @@ release_host(PyObject *aio, PyObject *coro, PyObject *host)
         PyObject *loop = read_slot(&read_host_loop, host);
         PyObject *frees = loop == NULL ? NULL : read_slot(&read_free, aio);
         PyObject *loops = frees == NULL ? NULL : read_slot(&read_loops, aio);
-        PyObject *lkey = loops == NULL ? NULL : PyLong_FromVoidPtr(loop);
+        PyObject *lkey = loops == NULL ? NULL : loop_key(loop, loops);
         int kept = -1;
         if (lkey != NULL && PyDict_CheckExact(frees) && PyDict_CheckExact(loops)) {
-            PyObject *empty = PyList_New(0);
-            PyObject *free = empty == NULL ? NULL : PyDict_SetDefault(frees, lkey, empty);
-            Py_XDECREF(empty);
+            PyObject *free = PyDict_GetItemWithError(frees, lkey); /* borrowed */
+            if (free == NULL && !PyErr_Occurred()) {
+                PyObject *empty = PyList_New(0);
+                free = empty == NULL ? NULL : PyDict_SetDefault(frees, lkey, empty);
+                Py_XDECREF(empty);
+            }
             if (free != NULL && !PyList_CheckExact(free)) {
                 kept = -2; /* not as expected: Python's */
             }
