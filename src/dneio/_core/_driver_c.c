@@ -1498,7 +1498,7 @@ host_shift_result(PyObject *body, PyObject **result)
  * watches for is loaded, here; else the registry's Python.  As a
  * HostShiftFn: 0 where no host runs a task here. */
 static int
-host_shift(PyObject *func, PyObject **result)
+host_shift(PyObject *func, ThreadState *st, PyObject **result)
 {
     PyObject *shifts = hosts_shift;
     if (shifts != NULL) {
@@ -1534,7 +1534,7 @@ host_shift(PyObject *func, PyObject **result)
                         fn = host_shifts[j].fn;
                     }
                 }
-                int r = fn != NULL ? fn(func, result)
+                int r = fn != NULL ? fn(func, st, result)
                                    : host_shift_result(PyObject_CallOneArg(shift_here, func), result);
                 if (r != 0) {
                     Py_DECREF(shifts);
@@ -1567,7 +1567,6 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
             *result = Py_NewRef(self);
             return PYGEN_NEXT;
         }
-        Py_DECREF(st);
         PyObject *func = self->obj;
         self->obj = NULL;
         PyObject *gen = NULL;
@@ -1577,11 +1576,12 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
                          "shift() takes a function that accepts a continuation, not %R", func);
         }
         else {
-            served = host_shift(func, &gen);
+            served = host_shift(func, st, &gen);
             if (served == 0) {
                 PyErr_SetObject(PyExc_RuntimeError, no_runner_message);
             }
         }
+        Py_DECREF(st);
         Py_DECREF(func);
         if (served <= 0) {
             self->state = SH_DONE;
@@ -2416,6 +2416,14 @@ hc_resume(HostCore *self, int is_exc, PyObject *value)
 static PyObject *
 hc_send(HostCore *self, PyObject *value)
 {
+    PyObject *slot = self->slot;
+    if (slot != NULL && is_slot(slot)) {
+        /* hc_resume's common case, without its truth value. */
+        Py_INCREF(slot);
+        int r = slot_resume_impl((SlotCore *)slot, (PyObject *)self, 0, value);
+        Py_DECREF(slot);
+        return r < 0 ? NULL : Py_NewRef(Py_None);
+    }
     PyObject *r = hc_resume(self, 0, value);
     if (r == NULL) {
         return NULL;

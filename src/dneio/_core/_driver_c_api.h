@@ -52,8 +52,9 @@ typedef PyObject *(*HookLeaveFn)(PyObject *hook, PyObject *token);
  * running here (nothing done); 1 with *result the body of the shift to run;
  * 2 with *result the value func resumed the task with before it had to
  * suspend; -1 with an exception set.  (*result is a new reference.)  The
- * Python function returns None, the body, or (value,). */
-typedef int (*HostShiftFn)(PyObject *func, PyObject **result);
+ * Python function returns None, the body, or (value,).  ``st`` is this
+ * thread's state (borrowed), or NULL for the function to find it. */
+typedef int (*HostShiftFn)(PyObject *func, ThreadState *st, PyObject **result);
 
 /* What an awaitable of a compiled type that passes what is sent into it on
  * to an awaitable of its own awaits now (borrowed), or NULL (none). */

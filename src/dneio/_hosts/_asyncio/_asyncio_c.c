@@ -133,6 +133,20 @@ as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *
     return 0;
 }
 
+/* as_init_fields for a slot just allocated (every field zero). */
+static inline void
+as_init_new(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
+{
+    self->base.home = Py_NewRef(home);
+    self->base.value = Py_NewRef(Py_None);
+    self->base.k_ref = Py_NewRef(Py_None);
+    self->base.state = HS_PENDING;
+    self->loop = Py_NewRef(loop);
+    self->task = Py_NewRef(task);
+    self->cancel_msg = Py_NewRef(Py_None);
+    self->phase = PH_FRESH;
+}
+
 static PyObject *
 as_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -692,7 +706,8 @@ static PyTypeObject AsyncioSlotCore_Type = {
  * slot to run, 2 with *result the value the task was resumed with before it
  * had to suspend, or -1. */
 static int
-shift_in_status(PyObject *func, PyObject *loop, PyObject *task, PyObject **result)
+shift_in_status(PyObject *func, PyObject *loop, PyObject *task, ThreadState *given,
+                PyObject **result)
 {
     if (slot_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
@@ -710,17 +725,17 @@ shift_in_status(PyObject *func, PyObject *loop, PyObject *task, PyObject **resul
         }
         Py_DECREF(r);
     }
-    ThreadState *st = capi->current_state();
+    ThreadState *st = given != NULL ? (ThreadState *)Py_NewRef(given) : capi->current_state();
     if (st == NULL) {
         return -1;
     }
     PyTypeObject *tp = (PyTypeObject *)slot_type;
     AsyncioSlotCore *slot = (AsyncioSlotCore *)tp->tp_alloc(tp, 0);
-    if (slot == NULL || as_init_fields(slot, (PyObject *)st, loop, task) < 0) {
-        Py_XDECREF(slot);
+    if (slot == NULL) {
         Py_DECREF(st);
         return -1;
     }
+    as_init_new(slot, (PyObject *)st, loop, task);
     Py_DECREF(st);
     int synchronous = synchronous_mode();
     if (synchronous < 0) {
@@ -767,7 +782,7 @@ static PyObject *
 shift_in_impl(PyObject *func, PyObject *loop, PyObject *task)
 {
     PyObject *result = NULL;
-    int status = shift_in_status(func, loop, task, &result);
+    int status = shift_in_status(func, loop, task, NULL, &result);
     return as_python_result(status, result);
 }
 
@@ -783,7 +798,7 @@ shift_in(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* shift_if_in_task(func), as a HostShiftFn (the core calls it directly). */
 static int
-shift_here(PyObject *func, PyObject **result)
+shift_here(PyObject *func, ThreadState *given, PyObject **result)
 {
     if (get_running_loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the asyncio core is not set up");
@@ -803,7 +818,7 @@ shift_here(PyObject *func, PyObject **result)
         Py_XDECREF(task);
         return task == NULL ? -1 : 0;
     }
-    int r = shift_in_status(func, loop, task, result);
+    int r = shift_in_status(func, loop, task, given, result);
     Py_DECREF(task);
     Py_DECREF(loop);
     return r;
@@ -813,7 +828,7 @@ static PyObject *
 shift_if_in_task(PyObject *module, PyObject *func)
 {
     PyObject *result = NULL;
-    int status = shift_here(func, &result);
+    int status = shift_here(func, NULL, &result);
     return as_python_result(status, result);
 }
 

@@ -120,6 +120,19 @@ ts_init_fields(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *tok
     return 0;
 }
 
+/* ts_init_fields for a slot just allocated (every field zero). */
+static inline void
+ts_init_new(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *token)
+{
+    self->base.home = Py_NewRef(home);
+    self->base.value = Py_NewRef(Py_None);
+    self->base.k_ref = Py_NewRef(Py_None);
+    self->base.state = HS_PENDING;
+    self->task = Py_NewRef(task);
+    self->token = Py_NewRef(token);
+    self->phase = PH_FRESH;
+}
+
 static PyObject *
 ts_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -1003,7 +1016,7 @@ make_trap(TrioSlotCore *slot)
  * 0 outside a trio task, 1 with *out the wait to run, 2 with *out the value
  * the task was resumed with before it had to suspend, or -1. */
 static int
-shift_here(PyObject *func, PyObject **out)
+shift_here(PyObject *func, ThreadState *given, PyObject **out)
 {
     if (slot_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio core is not set up");
@@ -1047,14 +1060,16 @@ shift_here(PyObject *func, PyObject **out)
          * func runs, so nothing is handed out yet). */
         Py_SETREF(token, PyObject_CallNoArgs(current_trio_token));
     }
-    if (token == NULL || (st = capi->current_state()) == NULL) {
+    if (token == NULL
+        || (st = given != NULL ? (ThreadState *)Py_NewRef(given) : capi->current_state()) == NULL) {
         goto done;
     }
     PyTypeObject *tp = (PyTypeObject *)slot_type;
     slot = (TrioSlotCore *)tp->tp_alloc(tp, 0);
-    if (slot == NULL || ts_init_fields(slot, (PyObject *)st, task, token) < 0) {
+    if (slot == NULL) {
         goto done;
     }
+    ts_init_new(slot, (PyObject *)st, task, token);
     int synchronous = synchronous_mode();
     if (synchronous < 0) {
         goto done;
@@ -1110,7 +1125,7 @@ static PyObject *
 shift_if_in_task(PyObject *module, PyObject *func)
 {
     PyObject *result = NULL;
-    int status = shift_here(func, &result);
+    int status = shift_here(func, NULL, &result);
     if (status <= 0) {
         return status < 0 ? NULL : Py_NewRef(Py_None);
     }
