@@ -240,6 +240,49 @@ def test_subclasses_given_their_own_deallocation_release_everything() -> None:
     assert wr() is None and Finalised.ran == ["once", "resurrect"]
 
 
+def test_package_continuations_keep_their_class_assignable() -> None:
+    """__class__ may change between a package class, its subclasses and its siblings,
+    as between any classes of the same layout, and a finaliser may change it."""
+    import gc
+
+    from dneio._hosts._parking import HostContinuation
+
+    aio = pytest.importorskip("dneio._hosts._asyncio._runner")
+    kind = aio.AsyncioContinuation
+
+    class Sibling(HostContinuation):
+        __slots__ = ()
+
+    class Later(kind):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+    slot = aio.AsyncioSlot(_impl.current_state(), None, None)
+    for src, dst in ((kind, Later), (Later, kind), (kind, Sibling), (Sibling, kind)):
+        k = src(slot)
+        k.__class__ = dst
+        assert type(k) is dst
+        del k
+
+    class Renamed(HostContinuation):
+        __slots__ = ()
+
+    class Renaming(HostContinuation):
+        __slots__ = ()
+
+        def __del__(self) -> None:
+            self.__class__ = Renamed
+
+    if not PURE:
+        _impl.compiled.own_methods(Renaming)
+        _impl.compiled.own_methods(Renamed)
+    gc.collect()
+    before = (sys.getrefcount(Renaming), sys.getrefcount(Renamed))
+    for _ in range(200):
+        Renaming(slot)
+    gc.collect()
+    assert (sys.getrefcount(Renaming), sys.getrefcount(Renamed)) == before
+
+
 @pytest.mark.skipif(PURE, reason="own_methods is the compiled core's")
 def test_a_long_chain_through_subclasses_with_their_own_deallocation_does_not_overflow() -> None:
     code = """
@@ -697,7 +740,7 @@ for _ in range(1_000_000):
     k = kind(None)
     cell = types.CellType(head)
     k._coro = cell
-    k._claimed = cell
+    k._ctx = cell
     del cell
     head = k
 del k
@@ -710,6 +753,36 @@ print("released")
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["released"]
+
+
+@pytest.mark.skipif(PURE, reason="the compiled continuation's layout")
+def test_a_continuation_holds_its_coroutine_or_a_claimed_one() -> None:
+    """The compiled continuation keeps the two in one field: each reads as the twin's."""
+    kind = _driver.NativeContinuation
+
+    async def body() -> None:
+        pass
+
+    coro = body()
+    k = kind(None)
+    assert k._coro is None and k._claimed is None
+    k._claimed = coro
+    assert k._claimed is coro and k._coro is None
+    k._coro = None  # clearing the other one changes nothing
+    assert k._claimed is coro
+    with pytest.raises(Exception):  # a claimed continuation is spent to its callers
+        k.send(1)
+    assert k._claimed is coro
+    k._claimed = None
+    assert k._claimed is None and k._coro is None
+    k._coro = coro
+    assert k._coro is coro and k._claimed is None
+    other = body()
+    with pytest.raises(RuntimeError, match="never both"):
+        k._claimed = other
+    assert k._coro is coro and k._claimed is None
+    coro.close()
+    other.close()
 
 
 def test_a_host_imported_after_shifts_in_another_is_served() -> None:

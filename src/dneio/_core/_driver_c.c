@@ -518,6 +518,7 @@ owned_release(PyObject *self, PyTypeObject *tp)
         if (PyObject_CallFinalizerFromDealloc(self) < 0) {
             return;  /* resurrected */
         }
+        tp = Py_TYPE(self);  /* the finaliser may have changed its class */
     }
     /* The base's dealloc untracks the object (if it still is) and frees it. */
     compiled_base(tp)->tp_dealloc(self);
@@ -569,29 +570,37 @@ owned_alloc(PyTypeObject *tp, Py_ssize_t nitems)
     return op;
 }
 
-/* The compiled bases' deallocs call it as the collector's own deletion is
- * called: on an object they untracked. */
+/* Free ``op`` (untracked, its fields cleared), or keep it for reuse if its
+ * class takes instances from the free lists.  The compiled bases' deallocs
+ * end with this instead of tp_free (which stays the collector's own, so
+ * that __class__ assignment between these classes and others still works). */
 static void
-owned_free(void *p)
+free_instance(PyObject *op)
 {
-    PyObject *op = (PyObject *)p;
-    Py_ssize_t size = Py_TYPE(op)->tp_basicsize;
-    if (owned_free_lists[size >> 3].n < OWNED_FREE_MAX && !PyObject_GC_IsFinalized(op)) {
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_ssize_t size = tp->tp_basicsize;
+    if (tp->tp_alloc == owned_alloc && owned_free_lists[size >> 3].n < OWNED_FREE_MAX
+        && !PyObject_GC_IsFinalized(op)) {
         owned_free_lists[size >> 3].items[owned_free_lists[size >> 3].n++] = op;
         return;
     }
-    PyObject_GC_Del(op);
+    tp->tp_free(op);
 }
 
-/* Keep released instances of ``cls`` for reuse, if they are small. */
+/* Take instances of ``cls`` from the free lists, if they are small. */
 static void
 own_free_list(PyTypeObject *cls)
 {
     if (cls->tp_alloc == PyType_GenericAlloc && cls->tp_free == PyObject_GC_Del
         && cls->tp_basicsize < OWNED_MAX_SIZE && cls->tp_basicsize % 8 == 0) {
         cls->tp_alloc = owned_alloc;
-        cls->tp_free = owned_free;
     }
+}
+#else
+static void
+free_instance(PyObject *op)
+{
+    Py_TYPE(op)->tp_free(op);
 }
 #endif
 
@@ -630,17 +639,35 @@ learn_subtype_dealloc(void)
 
 /* -------------------------------------------------------- NativeCore (k) */
 
+/* A native continuation.  Its coroutine is in ``coro`` until it is resumed
+ * (None after), or, while a resumption of it is queued, the coroutine of
+ * that resumption (Python sees ``_claimed`` then, and ``_coro`` is None).
+ * Which of the two it is, the continuation's vectorcall says: a parked
+ * coroutine is one of the objects the program keeps the most of, and a
+ * field of its own for that one bit would make each 8 bytes bigger. */
 typedef struct {
     PyObject_HEAD
-    PyObject *coro;     /* None once resumed */
-    PyObject *claimed;  /* the coroutine of a queued resumption */
+    PyObject *coro;     /* the coroutine, None once resumed, or the claimed one */
     PyObject *ctx;      /* the coroutine's own contextvars.Context (or None) */
     PyObject *park;     /* the shift the coroutine is suspended in (or None) */
-    vectorcallfunc vectorcall;  /* nc_vectorcall: k(value) from Python, with no tuple */
+    vectorcallfunc vectorcall;  /* k(value) from Python, with no tuple */
 } NativeCore;
 
 static PyObject *nc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames);
+static PyObject *nc_vectorcall_claimed(PyObject *self, PyObject *const *args, size_t nargsf,
+                                       PyObject *kwnames);
+
+/* Is coro the coroutine of a queued resumption? */
+#define NC_CLAIMED(k) ((k)->vectorcall == nc_vectorcall_claimed)
+
+/* Make ``coro`` (stolen) the claimed coroutine of k, whose coro is None. */
+static inline void
+nc_claim(NativeCore *k, PyObject *coro)
+{
+    Py_SETREF(k->coro, coro);
+    k->vectorcall = nc_vectorcall_claimed;
+}
 
 static PyObject *
 nc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -654,7 +681,6 @@ nc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->coro = Py_NewRef(coro);
-    self->claimed = Py_NewRef(Py_None);
     self->ctx = Py_NewRef(Py_None);
     self->park = Py_NewRef(Py_None);
     self->vectorcall = nc_vectorcall;
@@ -666,7 +692,6 @@ nc_traverse(NativeCore *self, visitproc visit, void *arg)
 {
     /* The heap subclass's own traverse visits the type. */
     Py_VISIT(self->coro);
-    Py_VISIT(self->claimed);
     Py_VISIT(self->ctx);
     Py_VISIT(self->park);
     return 0;
@@ -676,7 +701,6 @@ static int
 nc_clear(NativeCore *self)
 {
     Py_CLEAR(self->coro);
-    Py_CLEAR(self->claimed);
     Py_CLEAR(self->ctx);
     Py_CLEAR(self->park);
     return 0;
@@ -731,21 +755,21 @@ nc_release(NativeCore *self, PyTypeObject *tp)
  * that hold it (a field may share its object with another), unless it is
  * such a shift.  Then no chain of deallocations can start there. */
 static inline int
-survives_clearing(PyObject *o, PyObject *a, PyObject *b, PyObject *c, PyObject *d)
+survives_clearing(PyObject *o, PyObject *a, PyObject *b, PyObject *c)
 {
-    if (o == NULL || Py_REFCNT(o) > 4
+    if (o == NULL || Py_REFCNT(o) > 3
         || (Py_IS_TYPE(o, &Shift_Type) && ((Shift *)o)->obj == NULL)) {
         return 1;
     }
-    return Py_REFCNT(o) > (Py_ssize_t)((a == o) + (b == o) + (c == o) + (d == o));
+    return Py_REFCNT(o) > (Py_ssize_t)((a == o) + (b == o) + (c == o));
 }
 
 static inline int
 clearing_frees_nothing_more(NativeCore *self)
 {
-    PyObject *a = self->coro, *b = self->claimed, *c = self->ctx, *d = self->park;
-    return survives_clearing(a, a, b, c, d) && survives_clearing(b, a, b, c, d)
-           && survives_clearing(c, a, b, c, d) && survives_clearing(d, a, b, c, d);
+    PyObject *a = self->coro, *b = self->ctx, *c = self->park;
+    return survives_clearing(a, a, b, c) && survives_clearing(b, a, b, c)
+           && survives_clearing(c, a, b, c);
 }
 
 static void
@@ -788,7 +812,6 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
         }
     }
     k->coro = Py_NewRef(coro);
-    k->claimed = Py_NewRef(Py_None);
     k->ctx = Py_NewRef(ctx);
     k->park = Py_NewRef(park);
     k->vectorcall = nc_vectorcall;
@@ -1152,7 +1175,7 @@ run_native(NativeCore *self, ThreadState *st, PyObject *coro, PyObject *value, i
     st->depth -= 1;
     if (not_run) {
         /* The hook failed before the coroutine ran: it stays claimed, not lost. */
-        Py_SETREF(self->claimed, coro);
+        nc_claim(self, coro);
         Py_DECREF(st);
         return NULL;
     }
@@ -1166,7 +1189,7 @@ static PyObject *
 nc_send(NativeCore *self, PyObject *value)
 {
     PyObject *coro = self->coro;
-    if (coro == NULL || coro == Py_None || park_closed(self->park)) {
+    if (coro == NULL || coro == Py_None || NC_CLAIMED(self) || park_closed(self->park)) {
         /* Spent, or its coroutine was closed: the error says which. */
         return PyObject_CallOneArg(py_spent, (PyObject *)self);
     }
@@ -1177,7 +1200,7 @@ nc_send(NativeCore *self, PyObject *value)
         return NULL;
     }
     if (st->depth >= max_depth || queue_blocked(st)) {
-        Py_SETREF(self->claimed, coro);
+        nc_claim(self, coro);
         PyObject *answer = PyObject_CallFunctionObjArgs(
             py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
         Py_DECREF(st);
@@ -1250,10 +1273,58 @@ nc_park_resumed(NativeCore *self, PyObject *unused)
         return 0;                                                               \
     }
 
-NC_GETSET(coro, coro)
-NC_GETSET(claimed, claimed)
 NC_GETSET(ctx, ctx)
 NC_GETSET(park, park)
+
+/* _coro and _claimed: the one field, as NC_CLAIMED says.  The core's
+ * Python code never gives a continuation both at once. */
+static PyObject *
+nc_get_coro(NativeCore *self, void *closure)
+{
+    return Py_NewRef(self->coro != NULL && !NC_CLAIMED(self) ? self->coro : Py_None);
+}
+
+static PyObject *
+nc_get_claimed(NativeCore *self, void *closure)
+{
+    return Py_NewRef(self->coro != NULL && NC_CLAIMED(self) ? self->coro : Py_None);
+}
+
+static int
+nc_set_either(NativeCore *self, PyObject *value, int claimed)
+{
+    if (value == NULL) {
+        value = Py_None;
+    }
+    if (value == Py_None) {
+        if (NC_CLAIMED(self) == claimed) {
+            Py_XSETREF(self->coro, Py_NewRef(Py_None));
+            self->vectorcall = nc_vectorcall;
+        }
+        return 0;  /* clearing the other one: it is None already */
+    }
+    if (NC_CLAIMED(self) != claimed && self->coro != NULL && self->coro != Py_None) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "dneio: a continuation holds either its coroutine or a claimed "
+                        "one, never both");
+        return -1;
+    }
+    Py_XSETREF(self->coro, Py_NewRef(value));
+    self->vectorcall = claimed ? nc_vectorcall_claimed : nc_vectorcall;
+    return 0;
+}
+
+static int
+nc_set_coro(NativeCore *self, PyObject *value, void *closure)
+{
+    return nc_set_either(self, value, 0);
+}
+
+static int
+nc_set_claimed(NativeCore *self, PyObject *value, void *closure)
+{
+    return nc_set_either(self, value, 1);
+}
 
 static PyGetSetDef nc_getset[] = {
     {"_coro", (getter)nc_get_coro, (setter)nc_set_coro, NULL, NULL},
@@ -1283,6 +1354,14 @@ nc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw
         && Py_TYPE(self)->tp_call == (ternaryfunc)nc_call) {
         return nc_send((NativeCore *)self, args[0]);
     }
+    return call_by_tp_call(self, args, nargsf, kwnames);
+}
+
+/* The same, while a resumption is queued (NC_CLAIMED): the error, by the
+ * class's call (a function of its own, so that the two stay apart). */
+static PyObject *
+nc_vectorcall_claimed(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
     return call_by_tp_call(self, args, nargsf, kwnames);
 }
 
@@ -1903,7 +1982,7 @@ slot_dealloc(SlotCore *self)
     /* Instances of Python subclasses have their type released by its dealloc. */
     PyObject_GC_UnTrack(self);
     slot_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    free_instance((PyObject *)self);
 }
 
 /* Run the claimed slot's task: _deliver, as the queue calls it. */
@@ -2389,7 +2468,7 @@ hc_dealloc(HostCore *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     hc_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    free_instance((PyObject *)self);
 }
 
 static PyObject *
@@ -2854,7 +2933,8 @@ set_entry_probe_module(PyObject *module, PyObject *value)
  *
  * It also gives the instances the base's vectorcall, if it has one (a call
  * with no argument tuple), and, if they are exactly the base's instances,
- * owned_dealloc instead of the generic deallocation. */
+ * owned_dealloc instead of the generic deallocation (to the classes
+ * between cls and the base as well, where theirs are too). */
 static PyObject *
 own_methods(PyObject *module, PyObject *arg)
 {
@@ -2905,10 +2985,13 @@ own_methods(PyObject *module, PyObject *arg)
         cls->tp_vectorcall_offset = base->tp_vectorcall_offset;
         cls->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
     }
-    if (may_own_dealloc(cls)) {
-        cls->tp_dealloc = owned_dealloc;
+    /* The classes between cls and its compiled base too: CPython lets an
+     * object's __class__ change only between classes whose deallocation
+     * is the same down to a common base. */
+    for (PyTypeObject *t = cls; t != base && may_own_dealloc(t); t = t->tp_base) {
+        t->tp_dealloc = owned_dealloc;
 #ifdef DNEIO_FREE_LISTS
-        own_free_list(cls);
+        own_free_list(t);
 #endif
     }
     Py_RETURN_NONE;
@@ -3016,6 +3099,7 @@ PyInit__driver_c(void)
     capi.add_passing_type = add_passing_type;
     capi.stop_with = sh_stop;
     capi.add_call_one = add_call_one;
+    capi.free_instance = free_instance;
     PyObject *capsule = PyCapsule_New(&capi, DNEIO_CAPI_NAME, NULL);
     if (capsule == NULL) {
         Py_DECREF(m);

@@ -104,6 +104,10 @@ typedef struct {
      * from Python with one positional argument as ``one(k, value)``, with
      * no argument tuple.  0, or -1 with an exception set. */
     int (*add_call_one)(ternaryfunc call, CallOneFn one);
+    /* What a compiled slot's dealloc ends with instead of tp_free: the
+     * object (untracked, fields cleared) is freed, or kept for reuse where
+     * its class takes instances from the core's free lists. */
+    void (*free_instance)(PyObject *op);
 } DneioCAPI;
 
 #define DNEIO_CAPI_VERSION 5

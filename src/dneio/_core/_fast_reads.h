@@ -232,17 +232,18 @@ is_kind_of(PyObject *o, PyTypeObject *base, SeenClass *seen)
     }
     if (tp->tp_version_tag == 0 && !PyErr_Occurred()) {
         /* A class changed since its last attribute look-up has no tag until
-         * its next one: this look-up gives it one (the metaclass's __init__
-         * is no data descriptor, so the class's own MRO is searched). */
+         * its next one: a look-up in its MRO through CPython's cache gives it
+         * one, and runs no Python code (callers rely on that). */
         static PyObject *name = NULL;
         if (name == NULL) {
             name = PyUnicode_InternFromString("__init__");
         }
-        PyObject *found = name == NULL ? NULL : PyObject_GetAttr((PyObject *)tp, name);
-        if (found == NULL) {
+        if (name != NULL) {
+            (void)_PyType_Lookup(tp, name); /* borrowed, or NULL with no error */
+        }
+        else {
             PyErr_Clear();
         }
-        Py_XDECREF(found);
     }
     seen->type = tp;
     seen->tag = tp->tp_version_tag;

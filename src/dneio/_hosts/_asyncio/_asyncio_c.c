@@ -201,7 +201,7 @@ as_dealloc(AsyncioSlotCore *self)
     /* Instances of Python subclasses have their type released by its dealloc. */
     PyObject_GC_UnTrack(self);
     as_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    capi->free_instance((PyObject *)self);
 }
 
 /* -- the future protocol, as asyncio.Task uses it -- */
@@ -943,17 +943,7 @@ host_is_clean(PyObject *host)
     if (task == NULL) {
         return -1;
     }
-    /* task.cancelling(): a compiled method without arguments is called
-     * directly (it is found in the look-up cache of the task's class). */
-    PyObject *method = _PyType_Lookup(Py_TYPE(task), str_cancelling); /* borrowed */
-    PyObject *n;
-    if (method != NULL && Py_IS_TYPE(method, &PyMethodDescr_Type)
-        && ((PyMethodDescrObject *)method)->d_method->ml_flags == METH_NOARGS) {
-        n = ((PyMethodDescrObject *)method)->d_method->ml_meth(task, NULL);
-    }
-    else {
-        n = PyObject_CallMethodNoArgs(task, str_cancelling);
-    }
+    PyObject *n = PyObject_CallMethodNoArgs(task, str_cancelling);
     Py_DECREF(task);
     if (n == NULL) {
         return -1;

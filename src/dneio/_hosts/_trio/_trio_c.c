@@ -177,7 +177,7 @@ ts_dealloc(TrioSlotCore *self)
     /* Instances of Python subclasses have their type released by its dealloc. */
     PyObject_GC_UnTrack(self);
     ts_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    capi->free_instance((PyObject *)self);
 }
 
 /* -- trio's run context ------------------------------------------------------ */
