@@ -15,7 +15,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -185,8 +185,8 @@ def test_subclasses_given_their_own_deallocation_release_everything() -> None:
 
     class Finalised(compiled.HostCore):  # type: ignore[misc]
         __slots__ = ()
-        ran: list[Any] = []
-        keep: list[Any] = []
+        ran: ClassVar[list[Any]] = []
+        keep: ClassVar[list[Any]] = []
 
         def __del__(self) -> None:
             Finalised.ran.append(self._callbacks)
@@ -770,7 +770,7 @@ def test_a_continuation_holds_its_coroutine_or_a_claimed_one() -> None:
     assert k._claimed is coro and k._coro is None
     k._coro = None  # clearing the other one changes nothing
     assert k._claimed is coro
-    with pytest.raises(Exception):  # a claimed continuation is spent to its callers
+    with pytest.raises(dneio.ContinuationSpentError):  # spent to its callers while claimed
         k.send(1)
     assert k._claimed is coro
     k._claimed = None
