@@ -110,30 +110,8 @@ typedef struct {
 
 static PyTypeObject AsyncioSlotCore_Type;
 
-static int
-as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
-{
-    Py_XSETREF(self->base.home, Py_NewRef(home));
-    Py_XSETREF(self->base.value, Py_NewRef(Py_None));
-    Py_XSETREF(self->base.k_ref, Py_NewRef(Py_None));
-    self->base.state = HS_PENDING;
-    self->base.is_exc = 0;
-    self->base.shielded = 0;
-    Py_XSETREF(self->loop, Py_NewRef(loop));
-    Py_XSETREF(self->task, Py_NewRef(task));
-    Py_CLEAR(self->cb0);
-    Py_CLEAR(self->ctx0);
-    Py_CLEAR(self->more);
-    Py_XSETREF(self->cancel_msg, Py_NewRef(Py_None));
-    self->cancel_pending = 0;
-    self->deferred = 0;
-    self->queued = 0;
-    self->blocking = 0;
-    self->phase = PH_FRESH;
-    return 0;
-}
-
-/* as_init_fields for a slot just allocated (every field zero). */
+/* The fields of a fresh wait, in a slot whose object fields hold nothing
+ * (just allocated, or emptied by as_init_fields). */
 static inline void
 as_init_new(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
 {
@@ -141,10 +119,31 @@ as_init_new(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *tas
     self->base.value = Py_NewRef(Py_None);
     self->base.k_ref = Py_NewRef(Py_None);
     self->base.state = HS_PENDING;
+    self->base.is_exc = 0;
+    self->base.shielded = 0;
     self->loop = Py_NewRef(loop);
     self->task = Py_NewRef(task);
     self->cancel_msg = Py_NewRef(Py_None);
+    self->cancel_pending = 0;
+    self->deferred = 0;
+    self->queued = 0;
+    self->blocking = 0;
     self->phase = PH_FRESH;
+}
+
+/* The same for a slot that may hold references already (its __init__):
+ * they are released once the new fields are in place. */
+static int
+as_init_fields(AsyncioSlotCore *self, PyObject *home, PyObject *loop, PyObject *task)
+{
+    PyObject *old[] = {self->base.home, self->base.value, self->base.k_ref, self->loop,
+                       self->task, self->cb0, self->ctx0, self->more, self->cancel_msg};
+    self->cb0 = self->ctx0 = self->more = NULL;
+    as_init_new(self, home, loop, task);
+    for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+        Py_XDECREF(old[i]);
+    }
+    return 0;
 }
 
 static PyObject *
@@ -154,10 +153,7 @@ as_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
-    if (as_init_fields(self, Py_None, Py_None, Py_None) < 0) {
-        Py_DECREF(self);
-        return NULL;
-    }
+    as_init_new(self, Py_None, Py_None, Py_None);
     return (PyObject *)self;
 }
 

@@ -104,23 +104,8 @@ typedef struct {
 
 static PyTypeObject TrioSlotCore_Type;
 
-static int
-ts_init_fields(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *token)
-{
-    Py_XSETREF(self->base.home, Py_NewRef(home));
-    Py_XSETREF(self->base.value, Py_NewRef(Py_None));
-    Py_XSETREF(self->base.k_ref, Py_NewRef(Py_None));
-    self->base.state = HS_PENDING;
-    self->base.is_exc = 0;
-    self->base.shielded = 0;
-    Py_XSETREF(self->task, Py_NewRef(task));
-    Py_XSETREF(self->token, Py_NewRef(token));
-    Py_CLEAR(self->trap);
-    self->phase = PH_FRESH;
-    return 0;
-}
-
-/* ts_init_fields for a slot just allocated (every field zero). */
+/* The fields of a fresh wait, in a slot whose object fields hold nothing
+ * (just allocated, or emptied by ts_init_fields). */
 static inline void
 ts_init_new(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *token)
 {
@@ -128,9 +113,26 @@ ts_init_new(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *token)
     self->base.value = Py_NewRef(Py_None);
     self->base.k_ref = Py_NewRef(Py_None);
     self->base.state = HS_PENDING;
+    self->base.is_exc = 0;
+    self->base.shielded = 0;
     self->task = Py_NewRef(task);
     self->token = Py_NewRef(token);
     self->phase = PH_FRESH;
+}
+
+/* The same for a slot that may hold references already (its __init__):
+ * they are released once the new fields are in place. */
+static int
+ts_init_fields(TrioSlotCore *self, PyObject *home, PyObject *task, PyObject *token)
+{
+    PyObject *old[] = {self->base.home, self->base.value, self->base.k_ref, self->task,
+                       self->token, self->trap};
+    self->trap = NULL;
+    ts_init_new(self, home, task, token);
+    for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+        Py_XDECREF(old[i]);
+    }
+    return 0;
 }
 
 static PyObject *
@@ -138,7 +140,7 @@ ts_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     TrioSlotCore *self = (TrioSlotCore *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        ts_init_fields(self, Py_None, Py_None, Py_None);
+        ts_init_new(self, Py_None, Py_None, Py_None);
     }
     return (PyObject *)self;
 }
