@@ -711,14 +711,29 @@ store_if_pending(PyObject *k, int is_exc, PyObject *value)
     return r < 0 ? -1 : 1;
 }
 
+/* k.send(value), and k(value) called from Python (the continuation's
+ * vectorcall comes here while its class's call is tk_tp_call: see the
+ * core's add_call_one). */
+static PyObject *
+tk_call_one(PyObject *k, PyObject *value)
+{
+    int done = store_if_pending(k, 0, value);
+    if (done != 0) {
+        return done < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (py_k_send == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
+        return NULL;
+    }
+    PyObject *argv[2] = {k, value};
+    return PyObject_Vectorcall(py_k_send, argv, 2, NULL);
+}
+
 static PyObject *
 tk_send(PyObject *k, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames == NULL && nargs == 1) {
-        int done = store_if_pending(k, 0, args[0]);
-        if (done != 0) {
-            return done < 0 ? NULL : Py_NewRef(Py_None);
-        }
+        return tk_call_one(k, args[0]);
     }
     return call_saved(py_k_send, k, args, nargs, kwnames);
 }
@@ -760,10 +775,7 @@ static PyObject *
 tk_tp_call(PyObject *k, PyObject *args, PyObject *kwds)
 {
     if (PyTuple_GET_SIZE(args) == 1 && (kwds == NULL || PyDict_GET_SIZE(kwds) == 0)) {
-        int done = store_if_pending(k, 0, PyTuple_GET_ITEM(args, 0));
-        if (done != 0) {
-            return done < 0 ? NULL : Py_NewRef(Py_None);
-        }
+        return tk_call_one(k, PyTuple_GET_ITEM(args, 0));
     }
     if (py_k_send == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
@@ -781,23 +793,6 @@ tk_tp_call(PyObject *k, PyObject *args, PyObject *kwds)
     PyObject *r = PyObject_Call(py_k_send, positional, kwds);
     Py_DECREF(positional);
     return r;
-}
-
-/* k(value) called from Python: the continuation's vectorcall comes here
- * while its class's call is tk_tp_call (see the core's add_call_one). */
-static PyObject *
-tk_call_one(PyObject *k, PyObject *value)
-{
-    int done = store_if_pending(k, 0, value);
-    if (done != 0) {
-        return done < 0 ? NULL : Py_NewRef(Py_None);
-    }
-    if (py_k_send == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "dneio: the trio continuation is not set up");
-        return NULL;
-    }
-    PyObject *argv[2] = {k, value};
-    return PyObject_Vectorcall(py_k_send, argv, 2, NULL);
 }
 
 static PyMethodDef tk_send_def = {
