@@ -613,3 +613,59 @@ def test_trio_runs_on_two_threads_at_once_each_host_their_own(
         assert total == sum(range(2000))
         assert roots == {root}
     assert len({id(root) for _, _, root in results.values()}) == 3
+
+
+def test_asyncio_and_trio_on_two_threads_each_shift_served_by_its_own_host(
+    path: str, run_switching_often: Callable[[list[threading.Thread]], None]
+) -> None:
+    """trio's run context is looked up per thread (its dict is cached with
+    the thread's state): an asyncio task's shift on one thread is never
+    taken for a trio task's while trio runs tasks on another, and the
+    other way round, with the interpreter switching threads as often as it
+    can and each thread alternating at-once and later resumptions."""
+    import asyncio
+
+    n = 3000
+    results: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    async def on_asyncio() -> int:
+        loop = asyncio.get_running_loop()
+        total = 0
+        for i in range(n):
+            if i % 2:
+                total += await shift(lambda k, i=i: k(i))
+            else:
+                total += await shift(lambda k, i=i: loop.call_soon(k, i))
+            assert asyncio.current_task() is not None
+        return total
+
+    async def on_trio() -> int:
+        total = 0
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                if i % 2:
+                    total += await shift(lambda k, i=i: k(i))
+                else:
+                    total += await shift(lambda k, i=i: nursery.start_soon(_send_later, k, i))
+                assert tl.current_task() is not None
+        return total
+
+    def one(name: str) -> None:
+        try:
+            if name == "asyncio":
+                results[name] = asyncio.run(on_asyncio())
+            else:
+                results[name] = trio.run(on_trio)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    run_switching_often(
+        [threading.Thread(target=one, args=(name,)) for name in ("asyncio", "trio", "trio")]
+    )
+    assert not errors, errors
+    assert results == {"asyncio": sum(range(n)), "trio": sum(range(n))}
+
+
+async def _send_later(k: Any, value: int) -> None:
+    k.send(value)

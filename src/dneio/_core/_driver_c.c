@@ -1483,6 +1483,15 @@ modules_still_clean(PyObject *modules)
     return modules == clean_modules && !modules_changed;
 }
 
+/* Clean as last seen, with no need to look at sys.modules again: the
+ * watcher on it says it has not changed (nor been cleared or freed, which
+ * it reports too) since. */
+static inline int
+modules_known_clean(void)
+{
+    return clean_modules != NULL && !modules_changed;
+}
+
 static void
 modules_found_clean(PyObject *modules)
 {
@@ -1522,6 +1531,13 @@ modules_found_clean(PyObject *modules)
     clean_modules = modules;
     clean_modules_version = ((PyDictObject *)modules)->ma_version_tag;
 }
+
+/* Before 3.12 the version tag is the only witness: look every time. */
+static inline int
+modules_known_clean(void)
+{
+    return 0;
+}
 #endif
 
 /* The hosts' compiled shift_if_in_task functions (add_host_shift): the
@@ -1533,8 +1549,43 @@ static struct {
 } host_shifts[8];
 static int n_host_shifts = 0;
 
+/* The compiled function of each of hosts_shift's items, in its order (NULL
+ * for one that has none), worked out whenever either changes; for
+ * resolved_for, the tuple it was worked out for (NULL: none, or a tuple
+ * too long to fit). */
+static int add_host_shift_entry(PyObject *obj, HostShiftFn fn);
+static HostShiftFn resolved_fns[8];
+static PyObject *resolved_for = NULL;
+
+static void
+resolve_host_shifts(void)
+{
+    resolved_for = NULL;
+    if (hosts_shift == NULL
+        || PyTuple_GET_SIZE(hosts_shift) > (Py_ssize_t)(sizeof(resolved_fns) / sizeof(resolved_fns[0]))) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(hosts_shift); i++) {
+        resolved_fns[i] = NULL;
+        for (int j = 0; j < n_host_shifts; j++) {
+            if (host_shifts[j].obj == PyTuple_GET_ITEM(hosts_shift, i)) {
+                resolved_fns[i] = host_shifts[j].fn;
+            }
+        }
+    }
+    resolved_for = hosts_shift;
+}
+
 static int
 add_host_shift(PyObject *obj, HostShiftFn fn)
+{
+    int r = add_host_shift_entry(obj, fn);
+    resolve_host_shifts();
+    return r;
+}
+
+static int
+add_host_shift_entry(PyObject *obj, HostShiftFn fn)
 {
     for (int i = 0; i < n_host_shifts; i++) {
         if (host_shifts[i].obj == obj) {
@@ -1581,26 +1632,29 @@ host_shift(PyObject *func, ThreadState *st, PyObject **result)
 {
     PyObject *shifts = hosts_shift;
     if (shifts != NULL) {
-        /* Both held: set_hosts may replace them meanwhile. */
-        PyObject *watch = Py_NewRef(hosts_watch);
+        /* Held: set_hosts may replace it meanwhile. */
         Py_INCREF(shifts);
-        /* The interpreter's own sys.modules (borrowed): what imports fill in. */
-        PyObject *modules = PyImport_GetModuleDict();
-        int python = modules == NULL || !PyDict_CheckExact(modules);
-        int clean = !python && modules_still_clean(modules);
-        for (Py_ssize_t i = 0; !python && !clean && i < PyTuple_GET_SIZE(watch); i++) {
-            int found = PyDict_Contains(modules, PyTuple_GET_ITEM(watch, i));
-            if (found < 0) {
-                Py_DECREF(watch);
-                Py_DECREF(shifts);
-                return -1;
+        int python = 0;
+        if (!modules_known_clean()) {
+            /* The interpreter's own sys.modules (borrowed): what imports fill in. */
+            PyObject *modules = PyImport_GetModuleDict();
+            python = modules == NULL || !PyDict_CheckExact(modules);
+            int clean = !python && modules_still_clean(modules);
+            PyObject *watch = Py_NewRef(hosts_watch); /* held, as shifts is */
+            for (Py_ssize_t i = 0; !python && !clean && i < PyTuple_GET_SIZE(watch); i++) {
+                int found = PyDict_Contains(modules, PyTuple_GET_ITEM(watch, i));
+                if (found < 0) {
+                    Py_DECREF(watch);
+                    Py_DECREF(shifts);
+                    return -1;
+                }
+                python = found;
             }
-            python = found;
+            Py_DECREF(watch);
+            if (!python && !clean) {
+                modules_found_clean(modules);
+            }
         }
-        if (!python && !clean) {
-            modules_found_clean(modules);
-        }
-        Py_DECREF(watch);
         if (python) {
             Py_DECREF(shifts);
         }
@@ -1608,9 +1662,16 @@ host_shift(PyObject *func, ThreadState *st, PyObject **result)
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shifts); i++) {
                 PyObject *shift_here = PyTuple_GET_ITEM(shifts, i);
                 HostShiftFn fn = NULL;
-                for (int j = 0; j < n_host_shifts; j++) {
-                    if (host_shifts[j].obj == shift_here) {
-                        fn = host_shifts[j].fn;
+                if (shifts == resolved_for) {
+                    /* (Still the tuple they were worked out for: held, it
+                     * cannot have been replaced by another at its address.) */
+                    fn = resolved_fns[i];
+                }
+                else {
+                    for (int j = 0; j < n_host_shifts; j++) {
+                        if (host_shifts[j].obj == shift_here) {
+                            fn = host_shifts[j].fn;
+                        }
                     }
                 }
                 int r = fn != NULL ? fn(func, st, result)
@@ -2837,6 +2898,7 @@ set_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (nargs == 1 && args[0] == Py_None) {
         Py_CLEAR(hosts_shift);
         Py_CLEAR(hosts_watch);
+        resolve_host_shifts();
         Py_RETURN_NONE;
     }
     if (nargs != 2 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])) {
@@ -2858,6 +2920,7 @@ set_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(hosts_watch, Py_NewRef(args[1]));
     clean_modules = NULL;  /* checked afresh for what is watched now */
     Py_XSETREF(hosts_shift, Py_NewRef(args[0]));
+    resolve_host_shifts();
     Py_RETURN_NONE;
 }
 

@@ -329,6 +329,7 @@ typedef struct {
     int cached;         /* may its dict be cached? */
     uint64_t thread_id;
     PyObject *dict;     /* that thread's dict, or NULL */
+    PyObject *owner;    /* the core's ThreadState of that thread, held, or NULL */
 } LocalDict;
 
 /* Follow ``local`` (NULL: none).  0, or -1 with an exception set. */
@@ -336,6 +337,7 @@ static inline int
 local_dict_setup(LocalDict *c, PyObject *local)
 {
     Py_CLEAR(c->dict);
+    Py_CLEAR(c->owner);
     Py_CLEAR(c->local);
     c->cached = 0;
     if (local == NULL) {
@@ -379,6 +381,25 @@ local_dict(LocalDict *c)
     if (d != NULL && c->cached) {
         Py_XSETREF(c->dict, Py_NewRef(d));
         c->thread_id = id;
+        Py_CLEAR(c->owner);
+    }
+    return d;
+}
+
+/* The same, for the thread whose core ThreadState is ``st`` (the calling
+ * thread's; NULL if not known): the cached dict is the one of the thread
+ * whose ThreadState it was cached with, which needs no look-up of the
+ * thread.  A ThreadState belongs to one thread, and held here it cannot be
+ * freed and its address given to another thread's. */
+static inline PyObject *
+local_dict_of(LocalDict *c, PyObject *st)
+{
+    if (st != NULL && st == c->owner && c->dict != NULL) {
+        return Py_NewRef(c->dict);
+    }
+    PyObject *d = local_dict(c);
+    if (d != NULL && st != NULL && d == c->dict) {
+        Py_XSETREF(c->owner, Py_NewRef(st));
     }
     return d;
 }

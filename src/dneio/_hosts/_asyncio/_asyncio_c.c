@@ -468,7 +468,7 @@ as_step(AsyncioSlotCore *self, PyObject *wakeup, PyObject *ctx)
 /* Is a trio task running on this thread (resumed from a trio guest run
  * inside asyncio)?  Then _internals.step sets it aside while the asyncio
  * task runs.  1, 0, or -1 on error. */
-static LocalDict trio_run_context = {NULL, NULL, 0, 0, NULL}; /* GLOBAL_RUN_CONTEXT, once seen */
+static LocalDict trio_run_context = {NULL, NULL, 0, 0, NULL, NULL}; /* GLOBAL_RUN_CONTEXT, once seen */
 
 static int
 trio_task_running(void)
@@ -495,7 +495,8 @@ trio_task_running(void)
         PyErr_Clear();
         return 1;
     }
-    PyObject *task = PyDict_GetItemWithError(dict, str_task);
+    /* trio empties the dict when a run ends: nothing to look up then. */
+    PyObject *task = PyDict_GET_SIZE(dict) == 0 ? NULL : PyDict_GetItemWithError(dict, str_task);
     int running = task != NULL && task != Py_None;
     if (task == NULL && PyErr_Occurred()) {
         PyErr_Clear();

@@ -186,7 +186,7 @@ ts_dealloc(TrioSlotCore *self)
 
 /* trio's GLOBAL_RUN_CONTEXT (.local), and this thread's dict of it (see
  * _fast_reads.h). */
-static LocalDict run_context_dict = {NULL, NULL, 0, 0, NULL};
+static LocalDict run_context_dict = {NULL, NULL, 0, 0, NULL, NULL};
 
 /* This thread's dict of GLOBAL_RUN_CONTEXT (a new reference), or NULL with
  * an exception set. */
@@ -194,6 +194,23 @@ static inline PyObject *
 context_dict(void)
 {
     return local_dict(&run_context_dict);
+}
+
+/* The same, where the core's ThreadState of this thread is known (or NULL). */
+static inline PyObject *
+context_dict_of(ThreadState *st)
+{
+    return local_dict_of(&run_context_dict, (PyObject *)st);
+}
+
+/* trio's current task in ``d``, this thread's dict of its run context
+ * (borrowed), or NULL: none, or an error with an exception set.  trio
+ * empties the dict when a run ends, so that a thread where trio is not
+ * running (an asyncio task's, with trio loaded) needs no look-up. */
+static inline PyObject *
+context_task(PyObject *d)
+{
+    return PyDict_GET_SIZE(d) == 0 ? NULL : PyDict_GetItemWithError(d, str_task);
 }
 
 /* -- reading the slots of trio's and the hosting's objects ---------------------- */
@@ -1019,17 +1036,17 @@ shift_here(PyObject *func, ThreadState *given, PyObject **out)
         PyErr_SetString(PyExc_RuntimeError, "dneio: the trio core is not set up");
         return -1;
     }
-    PyObject *d = context_dict();
+    PyObject *d = context_dict_of(given);
     if (d == NULL) {
         return -1;
     }
-    PyObject *task = PyDict_GetItemWithError(d, str_task);
-    Py_XINCREF(task);
-    Py_DECREF(d);
+    PyObject *task = context_task(d);
     if (task == NULL || task == Py_None) {
-        Py_XDECREF(task);
+        Py_DECREF(d);
         return task == NULL && PyErr_Occurred() ? -1 : 0;
     }
+    Py_INCREF(task);
+    Py_DECREF(d);
     PyObject *token = NULL, *result = NULL;
     int status = -1;
     TrioSlotCore *slot = NULL;
@@ -1174,10 +1191,10 @@ hc_enter_in_task(PyObject *self, PyObject *coro)
     if (d == NULL) {
         return NULL;
     }
-    PyObject *task = PyDict_GetItemWithError(d, str_task);
+    PyObject *task = context_task(d);
     if (task == NULL || task == Py_None) {
         Py_DECREF(d);
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+        return task == NULL && PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     }
     Py_INCREF(task);
     PyObject *trio_runner = NULL, *records = NULL, *key = NULL, *host = NULL, *host_task = NULL;
