@@ -620,6 +620,58 @@ def test_finished_coroutines_hand_their_clean_host_on(asyncio_hook: str) -> None
     assert done and all(done)
 
 
+def test_closed_loops_and_their_free_hosts_are_let_go(asyncio_hook: str) -> None:
+    """Each ``asyncio.run`` whose tasks ran native code leaves nothing of its
+    loop behind once the next loop hosts native code: the loop, its free
+    hosts and their tasks can all be collected."""
+    import asyncio
+    import gc
+    import weakref
+
+    from dneio import RequestQueue, make_n_in_parallel
+    from dneio._hosts._asyncio._runner import RUNNER
+
+    loops: list[weakref.ref[Any]] = []
+    hosts: list[weakref.ref[Any]] = []
+
+    async def child() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        queue = RequestQueue()
+
+        async def server() -> None:
+            while True:
+                value, k = await queue.get_one()
+                k.send(value + 1)
+
+        reset(server())  # parked for good once this run ends
+        total = sum(await make_n_in_parallel(child, 5))
+        total += await queue.request(1)
+
+        async def native() -> None:
+            pass
+
+        for _ in range(3):
+            reset(native())  # its host is kept free for the next one
+        hosts.extend(weakref.ref(h.task) for h in RUNNER.hosting.free.get(id(loop), []))
+        return total
+
+    for _ in range(12):
+        assert asyncio.run(main()) == 7
+    for _ in range(3):  # cycles through finalisers take more than one pass
+        gc.collect()
+    assert hosts, "no free host was kept: the check below would prove nothing"
+    alive = [i for i, ref in enumerate(loops) if ref() is not None]
+    # Only the last loop is still known (until the next one hosts native code).
+    assert alive in ([], [len(loops) - 1]), alive
+    assert len(RUNNER.hosting.loops) <= 1
+    assert sum(ref() is not None for ref in hosts) <= len(hosts) // 12
+
+
 def test_a_host_left_cancelling_is_not_handed_on(asyncio_hook: str) -> None:
     import asyncio
 

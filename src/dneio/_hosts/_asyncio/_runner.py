@@ -691,6 +691,13 @@ class AsyncioHosting(HostRecords):
             self.ok = _asyncio_internals.check_hosting(probe)
             if not self.ok:
                 return
+        # Forget the loops closed since (asyncio.run closes its loop), with
+        # their free hosts: else every loop that ever hosted native code
+        # would stay alive here for as long as the process runs.
+        for key, known in list(self.loops.items()):
+            if known.is_closed():
+                del self.loops[key]
+                self.free.pop(key, None)
         self.loops[id(loop)] = loop
         HOSTING.asyncio = self
         HOSTING.update()
