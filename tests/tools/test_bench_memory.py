@@ -9,6 +9,7 @@ each round in a new interpreter, both sides in the same one.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,22 @@ def test_both_sides_of_a_round_come_from_one_child(monkeypatch: pytest.MonkeyPat
 def test_a_failing_child_is_reported() -> None:
     with pytest.raises(RuntimeError, match="own process failed"):
         fresh.measure_both(-1, "nonexistent-role")
+
+
+def test_the_child_imports_this_dneio_whatever_the_working_directory_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shadow = tmp_path / "dneio"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing package was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    figures = fresh.measure_both(200, "dneio")
+    assert set(figures) == {"dneio", "baseline"}
+    assert all(value > 0 for value in figures.values())
+
+
+def test_a_child_with_another_dneio_refuses_to_measure() -> None:
+    setup = {"dneio": {"file": "/elsewhere/dneio/__init__.py", "core": "python"},
+             "n": 10, "order": ["dneio", "baseline"]}
+    with pytest.raises(RuntimeError, match="another dneio"):
+        fresh.child(setup)

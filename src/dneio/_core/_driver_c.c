@@ -1474,6 +1474,11 @@ static int
 on_modules_change(PyDict_WatchEvent event, PyObject *dict, PyObject *key, PyObject *new_value)
 {
     modules_changed = 1;
+    if (event == PyDict_EVENT_DEALLOCATED && dict == clean_modules) {
+        /* Forgotten, so that a new dict at its address is looked at (and
+         * watched) afresh. */
+        clean_modules = NULL;
+    }
     return 0;
 }
 

@@ -694,9 +694,10 @@ class AsyncioHosting(HostRecords):
         # Forget the loops closed since (asyncio.run closes its loop), with
         # their free hosts: else every loop that ever hosted native code
         # would stay alive here for as long as the process runs.
+        # (pop: another thread may be forgetting the same loop meanwhile.)
         for key, known in list(self.loops.items()):
             if known.is_closed():
-                del self.loops[key]
+                self.loops.pop(key, None)
                 self.free.pop(key, None)
         self.loops[id(loop)] = loop
         HOSTING.asyncio = self
@@ -707,7 +708,7 @@ class AsyncioHosting(HostRecords):
         # loops that stopped, and turn off when none is left.
         for key, loop in list(self.loops.items()):
             if loop.is_closed() or not loop.is_running():
-                del self.loops[key]
+                self.loops.pop(key, None)
                 self.free.pop(key, None)
         if not self.loops:
             HOSTING.asyncio = None
