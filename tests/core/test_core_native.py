@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -9,7 +10,14 @@ import outcome
 import pytest
 
 import dneio
-from dneio import AnsweringContinuation, Continuation, ContinuationSpentError, reset, shift
+from dneio import (
+    AnsweringContinuation,
+    Continuation,
+    ContinuationSpentError,
+    CoroutineClosedError,
+    reset,
+    shift,
+)
 
 
 async def _two_shifts(log: list[Any]) -> str:
@@ -525,3 +533,58 @@ def test_a_resumption_failing_before_the_coroutine_runs_leaves_its_wait_cancella
             assert k.is_cancelled()
             with pytest.raises(CoroutineClosedError):
                 k.send(value)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_closing_runs_every_cancel_callback_and_raises_one_that_stops_the_program(
+    stop: type[BaseException],
+) -> None:
+    """Closing a native coroutine parked in shift runs all its on_cancel
+    callbacks even when one raises KeyboardInterrupt or SystemExit; that one
+    is then raised in the coroutine, in place of GeneratorExit, and so out
+    of close() unless the coroutine handles it.  Other errors are reported."""
+    calls: list[str] = []
+    seen: list[BaseException] = []
+    raised = stop("from a callback")
+    unraisable: list[Any] = []
+
+    def stopping() -> None:
+        calls.append("stopping")
+        raise raised
+
+    async def body(catch: bool) -> None:
+        try:
+            await shift(lambda k: k)
+        except stop as exc:
+            seen.append(exc)
+            if not catch:
+                raise
+        finally:
+            calls.append("finally")
+
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        for catch in (False, True):
+            coro = body(catch)
+            k = reset(coro)
+            k.on_cancel(lambda: calls.append("first"))
+            k.on_cancel(stopping)
+            k.on_cancel(lambda: 1 / 0)
+            k.on_cancel(lambda: calls.append("last"))
+            if catch:
+                coro.close()
+            else:
+                with pytest.raises(stop) as info:
+                    coro.close()
+                assert info.value is raised
+            assert calls == ["first", "stopping", "last", "finally"]
+            assert seen == [raised]
+            assert [type(u.exc_value) for u in unraisable] == [ZeroDivisionError]
+            calls.clear()
+            seen.clear()
+            unraisable.clear()
+            with pytest.raises(CoroutineClosedError):
+                k.send(None)
+    finally:
+        sys.unraisablehook = old_hook

@@ -137,6 +137,51 @@ def test_cancel_callbacks_may_resume_others_in_order(dneio_runner: Harness) -> N
     assert dneio_runner.run(main) == "ok"
 
 
+@HOSTS
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_cancel_callback_that_stops_the_program_is_raised_in_the_task(
+    dneio_runner: Harness, stop: type[BaseException]
+) -> None:
+    """A callback raising KeyboardInterrupt or SystemExit (a second Ctrl-C, a
+    sys.exit() in it) cannot be reported away, nor raised in the middle of
+    the runner's cancellation: the other callbacks run, and the task raises
+    it at its ``await shift`` instead of its cancellation, so nothing is left
+    waiting for ever."""
+
+    async def main(h: Harness) -> Any:
+        box: list[Any] = []
+        calls: list[str] = []
+        seen: list[BaseException] = []
+        raised = stop("from the callback")
+
+        def stopping() -> None:
+            calls.append("stopping")
+            raise raised
+
+        async def waiter() -> str:
+            try:
+                await shift(box.append)
+            except stop as exc:
+                seen.append(exc)
+            return "carried on"
+
+        t = h.spawn(waiter)
+        await h.settle()
+        k = box[0]
+        k.on_cancel(stopping)
+        k.on_cancel(lambda: calls.append("second"))
+        t.cancel()
+        await h.settle()
+        assert calls == ["stopping", "second"]
+        assert seen == [raised]
+        assert t.done and not t.cancelled and t.result == "carried on"
+        assert k.is_cancelled()
+        k.send("too late")  # still a no-op
+        return "ok"
+
+    assert dneio_runner.run(main) == "ok"
+
+
 @pytest.mark.dneio_runners("trio", "anyio-trio", "trio-deferred")
 def test_trio_timeouts_and_shielded_scopes(dneio_runner: Harness) -> None:
     import trio

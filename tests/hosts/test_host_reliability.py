@@ -48,6 +48,12 @@ def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> N
         HOST = "{host}"
         log = []
 
+        class OddStop(BaseException):
+            pass
+
+        def odd():
+            raise OddStop("neither an Exception nor a stop of the program")
+
         async def parked(ks):
             await shift(ks.append)
 
@@ -59,6 +65,7 @@ def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> N
                     nursery.start_soon(parked, ks)
                     await trio.testing.wait_all_tasks_blocked()
                     ks[0].on_cancel(lambda: 1 / 0)
+                    ks[0].on_cancel(odd)
                     ks[0].on_cancel(lambda: log.append("second callback"))
                     nursery.cancel_scope.cancel()
             else:
@@ -66,6 +73,7 @@ def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> N
                 task = asyncio.get_running_loop().create_task(parked(ks))
                 await asyncio.sleep(0)
                 ks[0].on_cancel(lambda: 1 / 0)
+                ks[0].on_cancel(odd)
                 ks[0].on_cancel(lambda: log.append("second callback"))
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -79,6 +87,7 @@ def test_failing_cancel_callback_with_the_default_unraisablehook(host: str) -> N
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['second callback', 'ended']"
     assert "ZeroDivisionError" in result.stderr
+    assert "OddStop" in result.stderr  # reported too, not raised in the middle of the cancellation
 
 
 def test_failing_withdrawn_branch_callback_with_the_default_unraisablehook() -> None:

@@ -76,13 +76,22 @@ entry_probe_modules: tuple[str, ...] = ()
 def _run_cancel_callbacks(callbacks: list[Callable[[], object]]) -> None:
     """A native coroutine was closed while suspended: tell whoever holds its continuation.
 
-    A callback's error cannot stop the others, nor the closing: it is reported.
+    A callback's error cannot stop the others, nor the closing: it is
+    reported.  A ``KeyboardInterrupt`` or ``SystemExit`` is raised once every
+    callback has run (in the coroutine, where it takes the place of the
+    closing's ``GeneratorExit``); the first one, if several are.
     """
+    stop: BaseException | None = None
     for callback in callbacks:
         try:
             callback()
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if stop is None:
+                stop = exc
+        except BaseException as exc:
             report_unraisable(exc, f"on_cancel callback {callback!r} raised")
+    if stop is not None:
+        raise stop
 
 
 def _closed_here(park: list[Any]) -> None:

@@ -284,11 +284,11 @@ class Slot(SlotCore):
         """Synchronous mode: wait in the thread's queue behind earlier resumptions."""
         st.queue.append((self, False, None))
 
-    def report(self, exc: Exception, what: str) -> None:
+    def report(self, exc: BaseException, what: str) -> None:
         """Report an error nobody can receive (the runner's own way where it has one)."""
         report_unraisable(exc, what)
 
-    def report_safely(self, exc: Exception, what: str) -> None:
+    def report_safely(self, exc: BaseException, what: str) -> None:
         """``report``, which must not raise: it runs in the middle of a host's cancellation."""
         try:
             self.report(exc, what)
@@ -303,7 +303,13 @@ class Slot(SlotCore):
 
     # -- cancellation --------------------------------------------------------
     def try_cancel(self) -> bool:
-        """The task is being cancelled: give up the wait unless shielded or resumed."""
+        """The task is being cancelled: give up the wait unless shielded or resumed.
+
+        True if given up: the slot is CANCELLED, and its ``value`` is None,
+        or the ``KeyboardInterrupt`` or ``SystemExit`` an ``on_cancel``
+        callback raised, which the runner raises in the task instead of its
+        cancellation (``cancel_stop``).
+        """
         if not self._claim_cancel():
             return False
         k: Any = self.k_ref() if self.k_ref is not None else None
@@ -314,17 +320,34 @@ class Slot(SlotCore):
             # The host is in the middle of delivering a cancellation: no task
             # may run until it is done, so resumptions made by the callbacks
             # wait in the queue.  A callback's error cannot stop the others,
-            # nor the cancellation: it is reported.
+            # nor the cancellation: it is reported.  One that stops the
+            # program cannot be reported away, nor raised here, in the middle
+            # of the host's cancellation: the task raises it.
+            stop: BaseException | None = None
             st.hold += 1
             try:
                 for cb in callbacks:
                     try:
                         cb()
-                    except Exception as exc:
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        if stop is None:
+                            stop = exc
+                    except BaseException as exc:
                         self.report_safely(exc, f"on_cancel callback {cb!r} raised")
             finally:
                 release_hold(st, self.call_soon)
+            if stop is not None:
+                self.value = stop
         return True
+
+    def cancel_stop(self) -> BaseException | None:
+        """A cancelled slot's ``KeyboardInterrupt`` or ``SystemExit`` from an
+        ``on_cancel`` callback, which the task raises instead of the
+        cancellation; None if there is none."""
+        value = self.value
+        if self.state == CANCELLED and isinstance(value, BaseException):
+            return value
+        return None
 
 
 class HostContinuation(HostCore, AnsweringContinuation[None, Any, None]):

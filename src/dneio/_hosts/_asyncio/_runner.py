@@ -168,6 +168,9 @@ class AsyncioSlot(_SlotBase):
         return False
 
     def _result_slow(self) -> None:
+        stop = self.cancel_stop()
+        if stop is not None:
+            raise stop  # an on_cancel callback's KeyboardInterrupt or SystemExit
         raise asyncio.CancelledError(self.cancel_msg)
 
     def schedule_callbacks(self) -> None:
@@ -190,7 +193,7 @@ class AsyncioSlot(_SlotBase):
         self.queued = True
         st.queue.append((self, False, None))
 
-    def report(self, exc: Exception, what: str) -> None:
+    def report(self, exc: BaseException, what: str) -> None:
         self.loop.call_exception_handler(
             {"message": f"dneio: {what}", "exception": exc, "task": self.task}
         )

@@ -62,7 +62,17 @@ class PyTrioSlotCore(Slot):
 
     def abort(self, raise_cancel: Any) -> tl.Abort:
         if self.try_cancel():
+            if self.cancel_stop() is not None:
+                return self.abort_with_stop()
             return tl.Abort.SUCCEEDED
+        return tl.Abort.FAILED
+
+    def abort_with_stop(self) -> tl.Abort:
+        """Cancelled, but an ``on_cancel`` callback raised ``KeyboardInterrupt``
+        or ``SystemExit``: the task raises that instead of ``Cancelled``."""
+        stop = self.cancel_stop()
+        assert stop is not None
+        tl.reschedule(self.task, outcome.Error(stop))
         return tl.Abort.FAILED
 
     def check_resumable(self, k: object, here: bool) -> None:
@@ -101,6 +111,7 @@ else:
         __slots__ = ()
         _check_resumable_slow = PyTrioSlotCore.check_resumable
         _wake_slow = PyTrioSlotCore._wake
+        abort_with_stop = PyTrioSlotCore.abort_with_stop
 
 
 class TrioSlot(_SlotBase):

@@ -49,6 +49,7 @@ static PyObject *str_before_task_step, *str_after_task_step, *str_schedule_point
 static PyObject *str_cancel_points, *str_ki_pending, *str_main_task, *str_cancel_status;
 static PyObject *str_effectively_cancelled, *str_unwrap, *str_wait;
 static PyObject *str_check_resumable_slow, *str_wake_slow, *str_try_cancel, *str_asyncio;
+static PyObject *str_abort_with_stop;
 static PyObject *abort_succeeded = NULL, *abort_failed = NULL; /* trio.lowlevel.Abort */
 static PyObject *one = NULL;
 static PyObject *empty_tuple = NULL;
@@ -634,6 +635,12 @@ ts_abort(TrioSlotCore *self, PyObject *raise_cancel)
     Py_DECREF(r);
     if (cancelled < 0) {
         return NULL;
+    }
+    if (cancelled && self->base.state == HS_CANCELLED && self->base.value != NULL
+        && PyExceptionInstance_Check(self->base.value)) {
+        /* An on_cancel callback raised KeyboardInterrupt or SystemExit: the
+         * task raises it instead of Cancelled (see try_cancel). */
+        return PyObject_CallMethodNoArgs((PyObject *)self, str_abort_with_stop);
     }
     return Py_NewRef(cancelled ? abort_succeeded : abort_failed);
 }
@@ -1590,6 +1597,7 @@ PyInit__trio_c(void)
     INTERN(str_check_resumable_slow, "_check_resumable_slow");
     INTERN(str_wake_slow, "_wake_slow");
     INTERN(str_try_cancel, "try_cancel");
+    INTERN(str_abort_with_stop, "abort_with_stop");
     INTERN(str_asyncio, "asyncio");
     INTERN(str_records, "records");
     INTERN(str_s, "_s");

@@ -139,7 +139,7 @@ class TwistedSlot(Slot):
 
     call_soon = call_soon_threadsafe
 
-    def report(self, exc: Exception, what: str) -> None:
+    def report(self, exc: BaseException, what: str) -> None:
         _log.failure(f"dneio: {what}", _failure(exc))
 
     def cancelled_by_twisted(self, d: defer.Deferred[Any]) -> None:
@@ -147,7 +147,12 @@ class TwistedSlot(Slot):
         if d is not self.deferred:
             return
         if self.try_cancel():
-            return  # Deferred.cancel now fails d with CancelledError
+            stop = self.cancel_stop()
+            if stop is not None:
+                # An on_cancel callback raised KeyboardInterrupt or
+                # SystemExit: the coroutine raises that instead.
+                d.errback(_failure(stop))
+            return  # else Deferred.cancel now fails d with CancelledError
         # Shielded, or resumed and about to be woken: the coroutine keeps
         # waiting (on a fresh Deferred), gets its value, and the
         # cancellation is repeated after that.
