@@ -138,6 +138,66 @@ def test_cancel_callbacks_may_resume_others_in_order(dneio_runner: Harness) -> N
 
 
 @HOSTS
+@pytest.mark.parametrize("how", ["send", "throw", "inside func"])
+def test_callbacks_of_a_resumed_wait_are_let_go_with_the_resumption(
+    dneio_runner: Harness, how: str
+) -> None:
+    """A resumed wait's on_cancel callbacks can never be called: they are let
+    go with the resumption, not kept for as long as whoever holds the spent
+    continuation keeps it (a server logging its replies), and one registered
+    afterwards is neither kept nor called."""
+    import gc
+    import weakref
+
+    class Callback:
+        def __init__(self, calls: list[str]) -> None:
+            self.calls = calls
+
+        def __call__(self) -> None:
+            self.calls.append("called")
+
+    async def main(h: Harness) -> Any:
+        box: list[Any] = []
+        calls: list[str] = []
+        refs: list[weakref.ref[Callback]] = []
+        got: list[Any] = []
+
+        def func(k: Any) -> None:
+            box.append(k)
+            callback = Callback(calls)
+            refs.append(weakref.ref(callback))
+            k.on_cancel(callback)
+            if how == "inside func":
+                k.send("early")
+
+        async def waiter() -> None:
+            try:
+                got.append(await shift(func))
+            except LookupError as exc:
+                got.append(type(exc).__name__)
+
+        t = h.spawn(waiter)
+        await h.settle()
+        k = box[0]
+        if how == "send":
+            k.send("value")
+        elif how == "throw":
+            k.throw(LookupError("thrown"))
+        await h.settle()
+        assert t.done and got in (["value"], ["LookupError"], ["early"])
+        late = Callback(calls)
+        late_ref = weakref.ref(late)
+        k.on_cancel(late)
+        del late
+        gc.collect()
+        assert refs[0]() is None and late_ref() is None  # while k is still held
+        assert calls == []
+        return "ok"
+
+    assert dneio_runner.run(main) == "ok"
+
+
+@HOSTS
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
 def test_a_cancel_callback_that_stops_the_program_is_raised_in_the_task(
     dneio_runner: Harness, stop: type[BaseException]

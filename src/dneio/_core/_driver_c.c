@@ -2091,6 +2091,20 @@ slot_run_here(SlotCore *self, ThreadState *st)
 
 /* Claim the slot for a resumption and deliver; 1 if delivered, 0 if the
  * task was cancelled (a no-op), -1 on error (nothing claimed). */
+/* A continuation resumed (its value delivered, or stored for the task):
+ * its on_cancel callbacks can never be called now, so they are let go with
+ * the resumption rather than kept for as long as it is. */
+static inline void
+release_callbacks(PyObject *k)
+{
+    if (k != NULL && PyObject_TypeCheck(k, &HostCore_Type)) {
+        HostCore *hc = (HostCore *)k;
+        if (hc->callbacks != NULL && hc->callbacks != Py_None) {
+            Py_SETREF(hc->callbacks, Py_NewRef(Py_None));
+        }
+    }
+}
+
 static int
 slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
 {
@@ -2157,6 +2171,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
     Py_XDECREF(old);
     if (state != HS_PARKED) {
         Py_DECREF(st);
+        release_callbacks(k);
         return 1;
     }
     if (here) {
@@ -2166,6 +2181,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
             return -1;
         }
         Py_DECREF(r);
+        release_callbacks(k);
         return 1;
     }
     Py_DECREF(st);
@@ -2185,6 +2201,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
         return -1;
     }
     Py_DECREF(r);
+    release_callbacks(k);
     return 1;
 }
 

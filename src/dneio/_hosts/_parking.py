@@ -156,6 +156,9 @@ class PySlotCore:
                             self.value = None
                             self.is_exc = False
                     raise
+        if isinstance(k, PyHostCore) and k._callbacks is not None:
+            # They can never be called now: let go with the resumption.
+            k._callbacks = None
         return True
 
     def resume_at_home(self) -> None:
@@ -367,8 +370,11 @@ class HostContinuation(HostCore, AnsweringContinuation[None, Any, None]):
         if not callable(callback):
             raise TypeError(f"on_cancel() takes a callable, not {callback!r}")
         s = self._s
-        if s.state == CANCELLED:
+        state = s.state
+        if state == CANCELLED:
             callback()
+        elif state != PARKED and state != PENDING:
+            return  # resumed (or dropped): it could never be called
         elif self._callbacks is None:
             self._callbacks = [callback]
             s.k_ref = weakref.ref(self)
