@@ -698,10 +698,18 @@ class AsyncioHosting(HostRecords):
         # their free hosts: else every loop that ever hosted native code
         # would stay alive here for as long as the process runs.
         # (pop: another thread may be forgetting the same loop meanwhile.)
+        # The hosts of native coroutines still parked from such a loop go
+        # too: each gets a host of the loop it runs in next, if it runs again.
+        forgot = False
         for key, known in list(self.loops.items()):
             if known.is_closed():
                 self.loops.pop(key, None)
                 self.free.pop(key, None)
+                forgot = True
+        if forgot:
+            for key, host in list(self.records.items()):
+                if host.loop.is_closed():
+                    self._forget(key, host)
         self.loops[id(loop)] = loop
         HOSTING.asyncio = self
         HOSTING.update()
