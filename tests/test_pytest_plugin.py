@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from dneio.testing import ALL_RUNNERS
+from dneio import shift
+from dneio.testing import ALL_RUNNERS, Harness
 
 pytest_plugins = ["pytester"]
 
@@ -52,7 +55,10 @@ def test_tests_that_ask_run_once_per_runner(pytester: pytest.Pytester) -> None:
             pass
         """
     )
-    result = pytester.runpytest("-v", "-p", "no:randomly")
+    # In a process of its own: in this one, pytester would take the runners'
+    # modules it imports (Twisted's) out of sys.modules again afterwards,
+    # leaving the hosts dneio loaded holding classes nothing else uses.
+    result = pytester.runpytest_subprocess("-v", "-p", "no:randomly")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == len(ALL_RUNNERS) + 1
     for name in ALL_RUNNERS:
@@ -118,3 +124,25 @@ def test_a_runners_marker_of_another_plugin_is_not_read(pytester: pytest.Pyteste
     )
     result = pytester.runpytest("--dneio-runners=native")
     result.assert_outcomes(passed=1, deselected=len(ALL_RUNNERS) - 1)
+
+
+def test_a_failing_main_raises_its_own_error_on_every_runner(dneio_runner: Harness) -> None:
+    """``Harness.run`` hides how each runner reports an error: a nursery or a
+    task group would wrap it in an ExceptionGroup; it comes out as it is,
+    and the tasks the main function spawned are cancelled, as on asyncio."""
+    spawned: list[Any] = []
+    kept: list[Any] = []
+
+    async def waiter() -> None:
+        await shift(kept.append)  # never resumed
+
+    async def main(h: Harness) -> None:
+        if h.cancellable:
+            spawned.append(h.spawn(waiter))
+        await h.settle()
+        raise KeyError("from main")
+
+    with pytest.raises(KeyError, match="from main"):
+        dneio_runner.run(main)
+    for handle in spawned:
+        assert handle.done and handle.cancelled, repr(handle.exception)

@@ -202,9 +202,14 @@ class Harness:
                 self._settle = trio.testing.wait_all_tasks_blocked
                 try:
                     return await fn(self, *args)
+                except Exception as exc:
+                    failed.append(exc)
+                    nursery.cancel_scope.cancel()  # the spawned tasks, as elsewhere
                 finally:
                     self._spawner = self._settle = None
+            raise _unwrapped(failed)
 
+        failed: list[BaseException] = []
         return trio.run(main)
 
     def _asyncio_main(
@@ -288,9 +293,14 @@ class Harness:
                 self._spawner, self._settle = spawn, settle
                 try:
                     return await fn(self, *args)
+                except Exception as exc:
+                    failed.append(exc)
+                    tg.cancel_scope.cancel()  # the spawned tasks, as elsewhere
                 finally:
                     self._spawner = self._settle = None
+            raise _unwrapped(failed)
 
+        failed: list[BaseException] = []
         return anyio.run(main, backend=backend)
 
     def _run_anyio_asyncio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
@@ -417,3 +427,9 @@ def _close_reactor(reactor: Any) -> None:
     if poller is not None and hasattr(poller, "close"):
         with contextlib.suppress(Exception):
             poller.close()
+
+
+def _unwrapped(failed: list[BaseException]) -> BaseException:
+    """The main function's error, raised as it is on every runner: a nursery or
+    task group would wrap it in an ``ExceptionGroup``."""
+    return failed[0]
