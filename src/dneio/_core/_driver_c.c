@@ -2095,9 +2095,12 @@ slot_run_here(SlotCore *self, ThreadState *st)
  * its on_cancel callbacks can never be called now, so they are let go with
  * the resumption rather than kept for as long as it is. */
 static inline void
-release_callbacks(PyObject *k)
+release_callbacks(SlotCore *slot, PyObject *k)
 {
-    if (k != NULL && PyObject_TypeCheck(k, &HostCore_Type)) {
+    /* k_ref is set once callbacks are registered: in the common case there
+     * are none, and nothing else to look at. */
+    if (slot->k_ref != NULL && slot->k_ref != Py_None && k != NULL
+        && PyObject_TypeCheck(k, &HostCore_Type)) {
         HostCore *hc = (HostCore *)k;
         if (hc->callbacks != NULL && hc->callbacks != Py_None) {
             Py_SETREF(hc->callbacks, Py_NewRef(Py_None));
@@ -2171,7 +2174,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
     Py_XDECREF(old);
     if (state != HS_PARKED) {
         Py_DECREF(st);
-        release_callbacks(k);
+        release_callbacks(self, k);
         return 1;
     }
     if (here) {
@@ -2181,7 +2184,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
             return -1;
         }
         Py_DECREF(r);
-        release_callbacks(k);
+        release_callbacks(self, k);
         return 1;
     }
     Py_DECREF(st);
@@ -2201,7 +2204,7 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
         return -1;
     }
     Py_DECREF(r);
-    release_callbacks(k);
+    release_callbacks(self, k);
     return 1;
 }
 

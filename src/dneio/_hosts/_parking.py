@@ -156,8 +156,9 @@ class PySlotCore:
                             self.value = None
                             self.is_exc = False
                     raise
-        if isinstance(k, PyHostCore) and k._callbacks is not None:
-            # They can never be called now: let go with the resumption.
+        if self.k_ref is not None and isinstance(k, PyHostCore):
+            # (k_ref is set once callbacks are registered.)  They can never
+            # be called now: let go with the resumption.
             k._callbacks = None
         return True
 
