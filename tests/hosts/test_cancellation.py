@@ -231,6 +231,7 @@ def test_a_cancel_callback_that_stops_the_program_is_raised_in_the_task(
         k.on_cancel(stopping)
         k.on_cancel(lambda: calls.append("second"))
         t.cancel()
+        t.cancel()  # (a task group and a timeout, in one pass): still raised
         await h.settle()
         assert calls == ["stopping", "second"]
         assert seen == [raised]

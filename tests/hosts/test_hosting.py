@@ -667,8 +667,13 @@ def test_closed_loops_and_their_free_hosts_are_let_go(asyncio_hook: str) -> None
         hosts.extend(weakref.ref(h.task) for h in RUNNER.hosting.free.get(id(loop), []))
         return total
 
-    for _ in range(12):
+    async def outside() -> None:
+        pass
+
+    for i in range(12):
         assert asyncio.run(main()) == 7
+        if i % 2:
+            reset(outside())  # native code with no loop running, between runs
     # A server parked in an earlier run serves again in a new loop.
     async def again() -> int:
         result: int = await servers[0].request(41)

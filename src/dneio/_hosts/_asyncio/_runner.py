@@ -154,6 +154,11 @@ class AsyncioSlot(_SlotBase):
         return before - len(self.done_callbacks)
 
     def cancel(self, msg: Any = None) -> bool:
+        if self.cancel_stop() is not None:
+            # Cancelled already, and the task is to raise a callback's
+            # KeyboardInterrupt or SystemExit: a second cancel() must not
+            # make asyncio throw its CancelledError in instead.
+            return True
         if self.try_cancel():
             self.cancel_msg = msg
             self.schedule_callbacks()
@@ -396,13 +401,17 @@ class AsyncioRunner(HostRunner):
 def _not_an_asyncio_task(park: AsyncioSlot) -> None:
     """Give up a wait that no asyncio task is parked in, losing nothing."""
     park.try_cancel()  # the holder of k learns of it through on_cancel
-    raise RuntimeError(
+    error = RuntimeError(
         "dneio took this coroutine for an asyncio task's, but whatever steps it handed the "
         "wait straight back: it is most likely a Twisted coroutine (Deferred.fromCoroutine) "
         "started inside an asyncio task, which dneio cannot tell apart because Twisted's "
         f"internals did not pass its check ({_twisted_problem()}). Start Twisted coroutines "
         "from Twisted code (reactor.callLater, a Deferred callback) instead."
     )
+    stop = park.cancel_stop()
+    if stop is not None:
+        raise stop from error  # a callback's KeyboardInterrupt or SystemExit goes first
+    raise error
 
 
 def _twisted_problem() -> str:
@@ -700,19 +709,19 @@ class AsyncioHosting(HostRecords):
         # (pop: another thread may be forgetting the same loop meanwhile.)
         # The hosts of native coroutines still parked from such a loop go
         # too: each gets a host of the loop it runs in next, if it runs again.
-        forgot = False
         for key, known in list(self.loops.items()):
             if known.is_closed():
                 self.loops.pop(key, None)
                 self.free.pop(key, None)
-                forgot = True
-        if forgot:
-            for key, host in list(self.records.items()):
-                if host.loop.is_closed():
-                    self._forget(key, host)
+        self._forget_closed_hosts()
         self.loops[id(loop)] = loop
         HOSTING.asyncio = self
         HOSTING.update()
+
+    def _forget_closed_hosts(self) -> None:
+        for key, host in list(self.records.items()):
+            if host.loop.is_closed():
+                self._forget(key, host)
 
     def _prune(self) -> None:
         # Native code ran with no loop running on this thread: forget the
@@ -721,6 +730,7 @@ class AsyncioHosting(HostRecords):
             if loop.is_closed() or not loop.is_running():
                 self.loops.pop(key, None)
                 self.free.pop(key, None)
+        self._forget_closed_hosts()
         if not self.loops:
             HOSTING.asyncio = None
             HOSTING.update()

@@ -250,11 +250,15 @@ class TwistedRunner(HostRunner):
                 break
             if sent is not _REPARK:
                 slot.try_cancel()  # the holder of k learns of it through on_cancel
-                raise RuntimeError(
+                error = RuntimeError(
                     f"dneio parked this coroutine on a Deferred, but whatever steps it sent "
                     f"{sent!r} back instead of waiting: only Twisted (Deferred.fromCoroutine, "
                     "ensureDeferred) can run a coroutine that dneio takes for Twisted's"
                 )
+                stop = slot.cancel_stop()
+                if stop is not None:
+                    raise stop from error  # a callback's KeyboardInterrupt goes first
+                raise error
         if slot.state == CANCELLED:  # pragma: no cover - Twisted fails d instead
             raise defer.CancelledError()
         return slot.outcome()
