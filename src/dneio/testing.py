@@ -185,6 +185,8 @@ class Harness:
         import trio
         import trio.testing
 
+        failed: list[BaseException] = []  # main's error, if it fails
+
         async def main() -> Any:
             async with trio.open_nursery() as nursery:
 
@@ -207,9 +209,10 @@ class Harness:
                     nursery.cancel_scope.cancel()  # the spawned tasks, as elsewhere
                 finally:
                     self._spawner = self._settle = None
-            raise _unwrapped(failed)
+            # Raised as it is, as on the other runners: inside the nursery it
+            # would come out wrapped in an ExceptionGroup.
+            raise failed[0]
 
-        failed: list[BaseException] = []
         return trio.run(main)
 
     def _asyncio_main(
@@ -273,6 +276,8 @@ class Harness:
     def _run_anyio(self, fn: AsyncFn, args: tuple[Any, ...], backend: str) -> Any:
         import anyio
 
+        failed: list[BaseException] = []  # main's error, if it fails
+
         async def main() -> Any:
             async with anyio.create_task_group() as tg:
 
@@ -298,9 +303,10 @@ class Harness:
                     tg.cancel_scope.cancel()  # the spawned tasks, as elsewhere
                 finally:
                     self._spawner = self._settle = None
-            raise _unwrapped(failed)
+            # Raised as it is, as on the other runners: inside the nursery it
+            # would come out wrapped in an ExceptionGroup.
+            raise failed[0]
 
-        failed: list[BaseException] = []
         return anyio.run(main, backend=backend)
 
     def _run_anyio_asyncio(self, fn: AsyncFn, args: tuple[Any, ...]) -> Any:
@@ -427,9 +433,3 @@ def _close_reactor(reactor: Any) -> None:
     if poller is not None and hasattr(poller, "close"):
         with contextlib.suppress(Exception):
             poller.close()
-
-
-def _unwrapped(failed: list[BaseException]) -> BaseException:
-    """The main function's error, raised as it is on every runner: a nursery or
-    task group would wrap it in an ``ExceptionGroup``."""
-    return failed[0]

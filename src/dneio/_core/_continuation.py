@@ -118,6 +118,28 @@ def spent_error(k: object) -> ContinuationSpentError:
     )
 
 
+def run_cancel_callbacks(
+    callbacks: list[Callable[[], object]], report: Callable[[BaseException, str], None]
+) -> BaseException | None:
+    """Call a cancelled wait's ``on_cancel`` callbacks, each once, in order.
+
+    A callback's error cannot stop the others: it goes to ``report``.  A
+    ``KeyboardInterrupt`` or ``SystemExit`` cannot be reported away: the
+    first one is returned, for the caller to raise where the task can
+    receive it once the cancellation is complete.
+    """
+    stop: BaseException | None = None
+    for callback in callbacks:
+        try:
+            callback()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if stop is None:
+                stop = exc
+        except BaseException as exc:
+            report(exc, f"on_cancel callback {callback!r} raised")
+    return stop
+
+
 def report_unraisable(exc: BaseException, what: str) -> None:
     """Hand an error that has nowhere to go to ``sys.unraisablehook``; never raises.
 

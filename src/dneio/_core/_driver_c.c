@@ -1554,41 +1554,6 @@ static struct {
 } host_shifts[8];
 static int n_host_shifts = 0;
 
-/* The compiled function of each of hosts_shift's items, in its order (NULL
- * for one that has none), worked out whenever either changes; for
- * resolved_for, the tuple it was worked out for (NULL: none, or a tuple
- * too long to fit). */
-static int add_host_shift_entry(PyObject *obj, HostShiftFn fn);
-static HostShiftFn resolved_fns[8];
-static PyObject *resolved_for = NULL;
-
-static void
-resolve_host_shifts(void)
-{
-    resolved_for = NULL;
-    if (hosts_shift == NULL
-        || PyTuple_GET_SIZE(hosts_shift) > (Py_ssize_t)(sizeof(resolved_fns) / sizeof(resolved_fns[0]))) {
-        return;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(hosts_shift); i++) {
-        resolved_fns[i] = NULL;
-        for (int j = 0; j < n_host_shifts; j++) {
-            if (host_shifts[j].obj == PyTuple_GET_ITEM(hosts_shift, i)) {
-                resolved_fns[i] = host_shifts[j].fn;
-            }
-        }
-    }
-    resolved_for = hosts_shift;
-}
-
-static int
-add_host_shift(PyObject *obj, HostShiftFn fn)
-{
-    int r = add_host_shift_entry(obj, fn);
-    resolve_host_shifts();
-    return r;
-}
-
 static int
 add_host_shift_entry(PyObject *obj, HostShiftFn fn)
 {
@@ -1606,6 +1571,48 @@ add_host_shift_entry(PyObject *obj, HostShiftFn fn)
     host_shifts[n_host_shifts].fn = fn;
     n_host_shifts += 1;
     return 0;
+}
+
+/* The compiled function registered for ``obj``, or NULL. */
+static HostShiftFn
+compiled_shift_of(PyObject *obj)
+{
+    HostShiftFn fn = NULL;
+    for (int j = 0; j < n_host_shifts; j++) {
+        if (host_shifts[j].obj == obj) {
+            fn = host_shifts[j].fn;
+        }
+    }
+    return fn;
+}
+
+/* The compiled function of each of hosts_shift's items, in its order (NULL
+ * for one that has none), worked out whenever either changes; for
+ * resolved_for, the tuple it was worked out for (NULL: none, or a tuple
+ * too long to fit). */
+static HostShiftFn resolved_fns[8];
+static PyObject *resolved_for = NULL;
+
+static void
+resolve_host_shifts(void)
+{
+    resolved_for = NULL;
+    if (hosts_shift == NULL
+        || PyTuple_GET_SIZE(hosts_shift) > (Py_ssize_t)(sizeof(resolved_fns) / sizeof(resolved_fns[0]))) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(hosts_shift); i++) {
+        resolved_fns[i] = compiled_shift_of(PyTuple_GET_ITEM(hosts_shift, i));
+    }
+    resolved_for = hosts_shift;
+}
+
+static int
+add_host_shift(PyObject *obj, HostShiftFn fn)
+{
+    int r = add_host_shift_entry(obj, fn);
+    resolve_host_shifts();
+    return r;
 }
 
 /* What a host's shift_if_in_task returned, as a HostShiftFn gives it: None
@@ -1666,19 +1673,10 @@ host_shift(PyObject *func, ThreadState *st, PyObject **result)
         else {
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shifts); i++) {
                 PyObject *shift_here = PyTuple_GET_ITEM(shifts, i);
-                HostShiftFn fn = NULL;
-                if (shifts == resolved_for) {
-                    /* (Still the tuple they were worked out for: held, it
-                     * cannot have been replaced by another at its address.) */
-                    fn = resolved_fns[i];
-                }
-                else {
-                    for (int j = 0; j < n_host_shifts; j++) {
-                        if (host_shifts[j].obj == shift_here) {
-                            fn = host_shifts[j].fn;
-                        }
-                    }
-                }
+                /* (Still the tuple they were worked out for: held, it cannot
+                 * have been replaced by another at its address.) */
+                HostShiftFn fn = shifts == resolved_for ? resolved_fns[i]
+                                                        : compiled_shift_of(shift_here);
                 int r = fn != NULL ? fn(func, st, result)
                                    : host_shift_result(PyObject_CallOneArg(shift_here, func), result);
                 if (r != 0) {
@@ -2089,8 +2087,6 @@ slot_run_here(SlotCore *self, ThreadState *st)
     return finish(st, r);
 }
 
-/* Claim the slot for a resumption and deliver; 1 if delivered, 0 if the
- * task was cancelled (a no-op), -1 on error (nothing claimed). */
 /* A continuation resumed (its value delivered, or stored for the task):
  * its on_cancel callbacks can never be called now, so they are let go with
  * the resumption rather than kept for as long as it is. */
@@ -2108,6 +2104,8 @@ release_callbacks(SlotCore *slot, PyObject *k)
     }
 }
 
+/* Claim the slot for a resumption and deliver; 1 if delivered, 0 if the
+ * task was cancelled (a no-op), -1 on error (nothing claimed). */
 static int
 slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
 {

@@ -20,6 +20,7 @@ from ._continuation import (
     AnsweringContinuation,
     closed_error,
     report_unraisable,
+    run_cancel_callbacks,
     spent_error,
 )
 from ._impl import local as _local
@@ -81,15 +82,7 @@ def _run_cancel_callbacks(callbacks: list[Callable[[], object]]) -> None:
     callback has run (in the coroutine, where it takes the place of the
     closing's ``GeneratorExit``); the first one, if several are.
     """
-    stop: BaseException | None = None
-    for callback in callbacks:
-        try:
-            callback()
-        except (KeyboardInterrupt, SystemExit) as exc:
-            if stop is None:
-                stop = exc
-        except BaseException as exc:
-            report_unraisable(exc, f"on_cancel callback {callback!r} raised")
+    stop = run_cancel_callbacks(callbacks, report_unraisable)
     if stop is not None:
         raise stop
 

@@ -404,6 +404,17 @@ local_dict_of(LocalDict *c, PyObject *st)
     return d;
 }
 
+/* ``key`` in ``d``, a thread's dict of a threading.local (borrowed), or
+ * NULL: not there, or an error with an exception set.  An empty dict needs
+ * no look-up: trio empties its run context's when a run ends, so a thread
+ * where trio is not running (an asyncio task's, with trio loaded) asks at
+ * the cost of a size check. */
+static inline PyObject *
+local_dict_item(PyObject *d, PyObject *key)
+{
+    return PyDict_GET_SIZE(d) == 0 ? NULL : PyDict_GetItemWithError(d, key);
+}
+
 /* A coroutine's cr_frame (None once it has finished), as the attribute
  * look-up gives it: for an object of exactly the coroutine type (which no
  * one can change) its getter is called directly; everything else goes by

@@ -13,7 +13,12 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core._continuation import AnsweringContinuation, report_unraisable, spent_error
+from .._core._continuation import (
+    AnsweringContinuation,
+    report_unraisable,
+    run_cancel_callbacks,
+    spent_error,
+)
 from .._core._impl import compiled
 from .._core._queue import ThreadState, current_state, release_hold, resume
 
@@ -327,17 +332,9 @@ class Slot(SlotCore):
             # nor the cancellation: it is reported.  One that stops the
             # program cannot be reported away, nor raised here, in the middle
             # of the host's cancellation: the task raises it.
-            stop: BaseException | None = None
             st.hold += 1
             try:
-                for cb in callbacks:
-                    try:
-                        cb()
-                    except (KeyboardInterrupt, SystemExit) as exc:
-                        if stop is None:
-                            stop = exc
-                    except BaseException as exc:
-                        self.report_safely(exc, f"on_cancel callback {cb!r} raised")
+                stop = run_cancel_callbacks(callbacks, self.report_safely)
             finally:
                 release_hold(st, self.call_soon)
             if stop is not None:

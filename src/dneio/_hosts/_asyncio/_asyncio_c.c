@@ -495,8 +495,7 @@ trio_task_running(void)
         PyErr_Clear();
         return 1;
     }
-    /* trio empties the dict when a run ends: nothing to look up then. */
-    PyObject *task = PyDict_GET_SIZE(dict) == 0 ? NULL : PyDict_GetItemWithError(dict, str_task);
+    PyObject *task = local_dict_item(dict, str_task);
     int running = task != NULL && task != Py_None;
     if (task == NULL && PyErr_Occurred()) {
         PyErr_Clear();

@@ -703,22 +703,23 @@ class AsyncioHosting(HostRecords):
             self.ok = _asyncio_internals.check_hosting(probe)
             if not self.ok:
                 return
-        # Forget the loops closed since (asyncio.run closes its loop), with
-        # their free hosts: else every loop that ever hosted native code
-        # would stay alive here for as long as the process runs.
-        # (pop: another thread may be forgetting the same loop meanwhile.)
-        # The hosts of native coroutines still parked from such a loop go
-        # too: each gets a host of the loop it runs in next, if it runs again.
-        for key, known in list(self.loops.items()):
-            if known.is_closed():
-                self.loops.pop(key, None)
-                self.free.pop(key, None)
-        self._forget_closed_hosts()
+        # Forget the loops closed since (asyncio.run closes its loop): else
+        # every loop that ever hosted native code would stay alive here for
+        # as long as the process runs.
+        self._forget_loops(lambda known: known.is_closed())
         self.loops[id(loop)] = loop
         HOSTING.asyncio = self
         HOSTING.update()
 
-    def _forget_closed_hosts(self) -> None:
+    def _forget_loops(self, gone: Callable[[asyncio.AbstractEventLoop], bool]) -> None:
+        """Forget the loops ``gone`` says are, with their free hosts, and the
+        hosts of native coroutines still parked from a closed loop (each gets
+        a host of the loop it runs in next, if it runs again)."""
+        # (pop: another thread may be forgetting the same loop meanwhile.)
+        for key, loop in list(self.loops.items()):
+            if gone(loop):
+                self.loops.pop(key, None)
+                self.free.pop(key, None)
         for key, host in list(self.records.items()):
             if host.loop.is_closed():
                 self._forget(key, host)
@@ -726,11 +727,7 @@ class AsyncioHosting(HostRecords):
     def _prune(self) -> None:
         # Native code ran with no loop running on this thread: forget the
         # loops that stopped, and turn off when none is left.
-        for key, loop in list(self.loops.items()):
-            if loop.is_closed() or not loop.is_running():
-                self.loops.pop(key, None)
-                self.free.pop(key, None)
-        self._forget_closed_hosts()
+        self._forget_loops(lambda loop: loop.is_closed() or not loop.is_running())
         if not self.loops:
             HOSTING.asyncio = None
             HOSTING.update()

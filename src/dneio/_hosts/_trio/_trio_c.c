@@ -205,13 +205,11 @@ context_dict_of(ThreadState *st)
 }
 
 /* trio's current task in ``d``, this thread's dict of its run context
- * (borrowed), or NULL: none, or an error with an exception set.  trio
- * empties the dict when a run ends, so that a thread where trio is not
- * running (an asyncio task's, with trio loaded) needs no look-up. */
+ * (borrowed), or NULL: none, or an error with an exception set. */
 static inline PyObject *
 context_task(PyObject *d)
 {
-    return PyDict_GET_SIZE(d) == 0 ? NULL : PyDict_GetItemWithError(d, str_task);
+    return local_dict_item(d, str_task);
 }
 
 /* -- reading the slots of trio's and the hosting's objects ---------------------- */
