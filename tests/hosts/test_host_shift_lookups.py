@@ -72,3 +72,67 @@ def test_one_running_loop_lookup_per_shift(
         monkeypatch.undo()
         asyncio_runner._setup_compiled()
     assert seen == [1] * 6
+
+
+@pytest.mark.dneio_runners(*ASYNCIO_HOSTS)
+def test_each_shift_is_served_for_the_task_that_makes_it(dneio_runner: Harness) -> None:
+    # The compiled shift remembers the last current task it found while
+    # asyncio's dict of current tasks is unchanged (CPython 3.11).  Tasks on
+    # the harness's loop and on loops of other threads shift at once, park,
+    # and step in between, and each continuation must name its own task.
+    import asyncio
+    import threading
+
+    wrong: list[tuple[str, str]] = []
+    served = [0]
+
+    async def worker(name: str, rounds: int) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        me.set_name(name)
+        parked: list[Any] = []
+
+        def check(k: Any) -> None:
+            if name not in repr(k):
+                wrong.append((name, repr(k)))
+            served[0] += 1
+
+        def now(k: Any) -> None:
+            check(k)
+            k.send(1)
+
+        def later(k: Any) -> None:
+            check(k)
+            parked.append(k)
+            asyncio.get_running_loop().call_soon(lambda: parked.pop().send(1))
+
+        for i in range(rounds):
+            for _ in range(i % 4):
+                await shift(now)
+            if i % 3 == 0:
+                await asyncio.sleep(0)
+            elif i % 3 == 1:
+                await shift(later)
+
+    async def many(prefix: str, tasks: int, rounds: int) -> None:
+        await asyncio.gather(*(worker(f"{prefix}{j}", rounds) for j in range(tasks)))
+
+    def other_thread(prefix: str) -> None:
+        asyncio.run(many(prefix, 5, 200))
+
+    async def main(h: Harness) -> None:
+        threads = [threading.Thread(target=other_thread, args=(p,)) for p in ("x", "y")]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(3):
+                await many("main", 5, 200)
+        finally:
+            for t in threads:
+                t.join()
+
+    dneio_runner.run(main)
+    assert wrong == []
+    # Per worker: i % 4 shifts served at once and one parked every third round.
+    per_worker = sum(i % 4 for i in range(200)) + len(range(1, 200, 3))
+    assert served[0] == (3 * 5 + 2 * 5) * per_worker

@@ -401,12 +401,35 @@ as_check_resumable(AsyncioSlotCore *self, PyObject *const *args, Py_ssize_t narg
 
 /* current_task(loop) (a new reference): a read of asyncio's dict of
  * current tasks where current_task is that dict's get. */
+#if PY_VERSION_HEX < 0x030C0000
+/* The last task found in the dict, and the dict's version tag then: while
+ * the tag is the same the dict has not changed, so it still holds that loop
+ * and its task (both borrowed here, kept alive by the dict).  asyncio changes
+ * the dict at every task step, so this serves the shifts a step makes after
+ * its first, such as reads a callback API serves at once.  (The tag is
+ * deprecated from 3.12 on, where the look-up is a smaller part of a shift.) */
+static PyObject *found_loop = NULL;
+static PyObject *found_task = NULL;
+static uint64_t found_version = 0;
+#endif
+
 static inline PyObject *
 current_task_of(PyObject *loop)
 {
     if (current_task_dict != NULL) {
+#if PY_VERSION_HEX < 0x030C0000
+        uint64_t version = ((PyDictObject *)current_task_dict)->ma_version_tag;
+        if (loop == found_loop && version == found_version) {
+            return Py_NewRef(found_task);
+        }
+#endif
         PyObject *task = PyDict_GetItemWithError(current_task_dict, loop);
         if (task != NULL) {
+#if PY_VERSION_HEX < 0x030C0000
+            found_loop = loop;
+            found_task = task;
+            found_version = version;
+#endif
             return Py_NewRef(task);
         }
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
@@ -1387,6 +1410,9 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     /* The checked getter is asyncio's own dict's get, where the internals
      * passed their check: the dict is then read directly, as get reads it. */
     Py_CLEAR(current_task_dict);
+#if PY_VERSION_HEX < 0x030C0000
+    found_loop = NULL;  /* found in the dict let go */
+#endif
     if (PyCFunction_Check(a[1]) && PyCFunction_GET_SELF(a[1]) != NULL
         && PyDict_CheckExact(PyCFunction_GET_SELF(a[1]))
         && strcmp(((PyCFunctionObject *)a[1])->m_ml->ml_name, "get") == 0) {
