@@ -10,11 +10,19 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from dneio import RequestCancelledError, RequestQueue, first_of, reset, shift
+from dneio import (
+    ContinuationSpentError,
+    RequestCancelledError,
+    RequestQueue,
+    first_of,
+    reset,
+    shift,
+)
 from dneio._hosts import _parking as hc
 from dneio.testing import ALL_RUNNERS, Harness
 
@@ -180,6 +188,111 @@ def test_first_of_delivers_the_winner_when_a_withdrawn_branch_callback_raises(
 
     assert dneio_runner.run(main) == ["first withdrawn", "second withdrawn", (1, "value")]
     assert [type(e) for e in reported] == [ZeroDivisionError]
+
+
+class _OddStop(BaseException):
+    """Neither an Exception nor a stop of the program: reported like an error."""
+
+
+@pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if not n.startswith("twisted")))
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_withdrawn_branch_callback_that_stops_the_program_comes_after_the_winner(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch, stop: type[BaseException]
+) -> None:
+    # Ctrl-C (or sys.exit()) inside a withdrawn branch's on_cancel callback:
+    # the other callbacks still run, the winner still reaches the waiting
+    # task, and the stop comes out of the resumption that decided the race.
+    reported: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: reported.append(args.exc_value))
+
+    async def main(h: Harness) -> Any:
+        if h.base == "asyncio":
+            import asyncio
+
+            asyncio.get_running_loop().set_exception_handler(
+                lambda loop, ctx: reported.append(ctx["exception"])
+            )
+        ks: list[Any] = []
+        log: list[Any] = []
+
+        def raising(exc: BaseException) -> Callable[[], None]:
+            def callback() -> None:
+                raise exc
+
+            return callback
+
+        def winner(k: Any) -> None:
+            ks.append(k)
+
+        def stopping(k: Any) -> None:
+            k.on_cancel(raising(stop("from a callback")))
+            k.on_cancel(lambda: log.append("first withdrawn"))
+
+        def other(k: Any) -> None:
+            k.on_cancel(raising(_OddStop()))
+            k.on_cancel(raising(stop("a second one")))
+            k.on_cancel(lambda: log.append("second withdrawn"))
+
+        async def waiter() -> None:
+            log.append(await first_of(stopping, winner, other))
+
+        if h.cancellable:
+            t = h.spawn(waiter)
+            await h.settle()
+        else:
+            reset(waiter())
+        with pytest.raises(stop, match="from a callback"):
+            ks[0].send("value")
+        await h.settle()
+        if h.cancellable:
+            t.get()
+        # The race is over: the branches are spent and withdrawn.
+        with pytest.raises(ContinuationSpentError):
+            ks[0].send("again")
+        return log
+
+    assert dneio_runner.run(main) == ["first withdrawn", "second withdrawn", (1, "value")]
+    assert [type(e) for e in reported] == [_OddStop]
+
+
+@pytest.mark.dneio_runners(*(n for n in ALL_RUNNERS if n != "native"))
+def test_a_cancelled_first_of_raises_a_branch_callbacks_stop_in_its_task(
+    dneio_runner: Harness,
+) -> None:
+    # The waiting task is cancelled, and a branch's callback raises
+    # KeyboardInterrupt while it is withdrawn: every branch is still
+    # withdrawn, and the task receives the KeyboardInterrupt.
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        def stopping(k: Any) -> None:
+            def callback() -> None:
+                raise KeyboardInterrupt("from a callback")
+
+            k.on_cancel(callback)
+            k.on_cancel(lambda: log.append("first withdrawn"))
+
+        def other(k: Any) -> None:
+            k.on_cancel(lambda: log.append("second withdrawn"))
+
+        got: list[BaseException] = []
+
+        async def waiter() -> None:
+            try:
+                await first_of(stopping, other)
+            except KeyboardInterrupt as exc:
+                got.append(exc)
+
+        t = h.spawn(waiter)
+        await h.settle()
+        t.cancel()
+        await h.settle()
+        return log, [str(e) for e in got]
+
+    assert dneio_runner.run(main) == (
+        ["first withdrawn", "second withdrawn"],
+        ["from a callback"],
+    )
 
 
 # -- a reply from another thread: delivered or refused, never lost ---------------------------

@@ -360,3 +360,33 @@ def test_errors_of_queued_resumptions_are_all_reported() -> None:
     notes = in_flight.__notes__
     assert len(notes) == 11 and notes[0].endswith("KeyError(0)")
     assert notes[-1] == "... and 5 more queued resumptions raised"
+
+
+@pytest.mark.parametrize("how", ["send", "throw"])
+def test_a_spent_continuation_says_so_after_its_run_is_over(
+    dneio_runner: Harness, how: str
+) -> None:
+    # A callback API that calls back twice, the second time after the event
+    # loop (or trio run) is gone: the second call is the program's mistake,
+    # and the error must name it, not the loop that is gone.
+    from dneio import ContinuationSpentError
+
+    kept: list[Any] = []
+
+    async def main(h: Harness) -> Any:
+        async def resumer() -> None:
+            kept[0].send("first")
+
+        def func(k: Any) -> None:
+            kept.append(k)
+            h.spawn(resumer)
+
+        return await shift(func)
+
+    assert dneio_runner.run(main) == "first"
+    (k,) = kept
+    with pytest.raises(ContinuationSpentError):
+        if how == "send":
+            k.send("again")
+        else:
+            k.throw(KeyError("again"))

@@ -2116,8 +2116,9 @@ slot_resume_impl(SlotCore *self, PyObject *k, int is_exc, PyObject *value)
     int here = (PyObject *)st == self->home;
     /* A clear error, before anything is claimed, if the task cannot run.
      * Resumed inside func, on the task's own thread, it can: it is running,
-     * and an early resumption only stores the value for it anyway. */
-    if (self->state != HS_CANCELLED && !(here && self->state == HS_PENDING)) {
+     * and an early resumption only stores the value for it anyway.  A spent
+     * continuation is told so by the claim, whatever became of its loop. */
+    if (self->state == HS_PARKED || (self->state == HS_PENDING && !here)) {
         PyObject *r = PyObject_CallMethodObjArgs((PyObject *)self, str_check_resumable, k,
                                                  here ? Py_True : Py_False, NULL);
         if (r == NULL) {

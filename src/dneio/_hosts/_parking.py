@@ -128,8 +128,9 @@ class PySlotCore:
         here = st is self.home
         # Resuming a cancelled task is a no-op anyway; resumed inside func on
         # the task's own thread, the task is running (and an early resumption
-        # only stores the value for it).
-        if self.state != CANCELLED and not (here and self.state == PENDING):
+        # only stores the value for it).  A spent continuation is told so by
+        # the claim, whatever became of its loop.
+        if self.state == PARKED or (self.state == PENDING and not here):
             self.check_resumable(k, here)
         # An exception is raised in the task with the traceback it has now
         # (others may raise the same object meanwhile).

@@ -8,7 +8,12 @@ from functools import partial
 from typing import Any, TypeVar, overload
 
 from .._core._batch import begin, end
-from .._core._continuation import AnsweringContinuation, report_unraisable, spent_error
+from .._core._continuation import (
+    AnsweringContinuation,
+    report_unraisable,
+    run_cancel_callbacks,
+    spent_error,
+)
 from .._core._shift import shift
 from ._waiters import resume_unless_cancelled
 
@@ -61,18 +66,28 @@ class _Race:
         finally:
             end(st)
 
-    def withdraw_others(self, winner: Branch[Any] | None) -> None:
-        # Every other branch, even if callbacks of one of them fail.
+    def withdraw_others(self, winner: Branch[Any] | None) -> BaseException | None:
+        """Withdraw every other branch, even if callbacks of one of them fail.
+
+        Returns the first ``KeyboardInterrupt`` or ``SystemExit`` a callback
+        raised, for the caller to raise once the race is settled.
+        """
+        stop: BaseException | None = None
         for branch in self.branches:
             if branch is not winner:
-                branch.withdraw()
+                raised = branch.withdraw()
+                if stop is None:
+                    stop = raised
+        return stop
 
     def withdraw_all(self) -> None:
         with _lock:
             if self.decided:
                 return
             self.decided = True
-        self.withdraw_others(None)
+        stop = self.withdraw_others(None)
+        if stop is not None:
+            raise stop
 
 
 class Branch(AnsweringContinuation[Any, T, Any]):
@@ -114,30 +129,37 @@ class Branch(AnsweringContinuation[Any, T, Any]):
     __call__ = send
 
     def _resume_unless_cancelled(self, is_exc: bool, value: Any) -> tuple[bool, Any]:
-        if not self._claim():
+        claimed, stop = self._claim()
+        if not claimed:
             return False, None
         k = self._race.k
-        if is_exc:
-            return resume_unless_cancelled(k, True, value)
-        return resume_unless_cancelled(k, False, (self.index, value))
+        try:
+            if is_exc:
+                return resume_unless_cancelled(k, True, value)
+            return resume_unless_cancelled(k, False, (self.index, value))
+        finally:
+            # A withdrawn branch's callback stopped the program: the winner
+            # is delivered first, then the stop goes to whoever resumed it.
+            if stop is not None:
+                raise stop
 
-    def _claim(self) -> bool:
+    def _claim(self) -> tuple[bool, BaseException | None]:
         race = self._race
         # Atomic across threads: one branch wins, and a withdrawn one never does.
         with _lock:
             state = self._state
             if state == _WITHDRAWN:
-                return False
+                return False, None
             if state == _WON:
                 raise spent_error(self)
             if state == _LIVE:
                 if race.decided:
-                    return False  # another branch won; it is withdrawing this one
+                    return False, None  # another branch won; it is withdrawing this one
                 race.decided = True
             self._state = _WON
         if state == _LIVE:
-            race.withdraw_others(self)
-        return True
+            return True, race.withdraw_others(self)
+        return True, None
 
     def is_cancelled(self) -> bool:
         return self._state == _WITHDRAWN
@@ -162,25 +184,31 @@ class Branch(AnsweringContinuation[Any, T, Any]):
                 return
             race.decided = True
             self._state = _COMMITTED
-        race.withdraw_others(self)
-        race.k.shield()
+        stop = race.withdraw_others(self)
+        try:
+            race.k.shield()
+        finally:
+            if stop is not None:
+                raise stop
 
-    def withdraw(self) -> None:
+    def withdraw(self) -> BaseException | None:
         """Withdraw this branch: like the cancellation of a task, its callbacks'
-        errors are reported and do not stop the others."""
+        errors are reported and do not stop the others.  Returns the first
+        ``KeyboardInterrupt`` or ``SystemExit`` one raised, for the caller."""
         with _lock:
             if self._state != _LIVE:
-                return
+                return None
             self._state = _WITHDRAWN
             callbacks, self._callbacks = self._callbacks, None
-        for callback in callbacks or ():
-            try:
-                callback()
-            except Exception as exc:
-                _report(self._race.k, exc, f"on_cancel callback {callback!r} of {self!r} raised")
+        if not callbacks:
+            return None
+        k = self._race.k
+        return run_cancel_callbacks(
+            callbacks, lambda exc, what: _report(k, exc, f"{what} (withdrawn {self!r})")
+        )
 
 
-def _report(k: Any, exc: Exception, what: str) -> None:
+def _report(k: Any, exc: BaseException, what: str) -> None:
     """Report an error of a withdrawn branch's callback the way ``k``'s host would."""
     while isinstance(k, Branch):
         k = k._race.k
