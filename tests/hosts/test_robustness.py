@@ -331,7 +331,8 @@ async def _sleep(h: Harness, seconds: float) -> None:
 
 
 def test_errors_of_queued_resumptions_are_all_reported() -> None:
-    from dneio._core._queue import ThreadState, drain
+    from dneio._core._impl import ThreadState  # the core's own: compiled or pure
+    from dneio._core._queue import drain
 
     class Failing:
         def __init__(self, i: int) -> None:

@@ -31,7 +31,7 @@
  * builds), which the free lists do too. */
 /* What the Python side of this version expects (_impl.CORE_API): a build
  * left from another version is not used. */
-#define DNEIO_CORE_API 5
+#define DNEIO_CORE_API 6
 
 #if PY_VERSION_HEX < 0x030E0000
 #define DNEIO_FREE_LISTS 1
@@ -818,6 +818,44 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
     return (PyObject *)k;
 }
 
+/* The exception being raised, normalised, with its traceback (a new
+ * reference; none is set afterwards), or NULL if there is none. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise ``exc`` (stolen; NULL: nothing) again, as take_exception took it. */
+static void
+give_exception(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
 static inline int
 queue_blocked(ThreadState *st)
 {
@@ -830,27 +868,23 @@ queue_blocked(ThreadState *st)
 }
 
 /* finish(), where something was queued: drain it. */
+static PyObject *drain_impl(ThreadState *st, PyObject *reraise);
+
 static Py_NO_INLINE PyObject *
 drain_after(ThreadState *st, PyObject *answer)
 {
     if (answer == NULL) {
-        /* Already failing: drain() names the queued errors in its notes. */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL) {
-            PyException_SetTraceback(value, tb);
-        }
-        PyObject *r = PyObject_CallFunctionObjArgs(
-            py_drain, (PyObject *)st, value ? value : Py_False, NULL);
+        /* Already failing: the queued errors are named in its notes. */
+        PyObject *exc = take_exception();
+        PyObject *r = drain_impl(st, exc != NULL ? exc : Py_False);
         Py_XDECREF(r);
         if (r == NULL) {
             PyErr_Clear();
         }
-        PyErr_Restore(type, value, tb);
+        give_exception(exc);
         return NULL;
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(py_drain, (PyObject *)st, Py_True, NULL);
+    PyObject *r = drain_impl(st, Py_True);
     if (r == NULL) {
         Py_DECREF(answer);
         return NULL;
@@ -2739,6 +2773,306 @@ setup_hosts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------ the queue, and holds on it */
+
+/* The compiled twins of _queue.resume and _queue.drain, and of
+ * _batch.resumptions_held.  Besides speed they give one thing the Python
+ * cannot: a signal handler (Ctrl-C's KeyboardInterrupt) runs only between
+ * bytecodes, so none can land between taking an entry off the queue and
+ * delivering it, or between counting a resumption or a hold and uncounting
+ * it.  One that did would leave a claimed task that nothing ever steps, or
+ * a thread whose resumptions wait for ever. */
+
+static PyObject *str_popleft = NULL;
+static PyObject *str_append = NULL;
+static PyObject *str_deliver = NULL;
+static PyObject *str_add_note = NULL;
+
+/* How many further errors of queued resumptions are named in notes. */
+#define NOTED_ERRORS 10
+
+static void
+add_note(PyObject *exc, PyObject *note)
+{
+    if (note == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(exc, str_add_note, note);
+    Py_DECREF(note);
+    if (r == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(r);
+}
+
+/* Run queued resumptions in order (see _queue.drain): reraise is True (raise
+ * the first error once the queue is empty), False (note the errors on the
+ * exception being handled) or an exception (note them on it). */
+static PyObject *
+drain_impl(ThreadState *st, PyObject *reraise)
+{
+    PyObject *first = NULL;
+    int raise = 0;
+    if (PyExceptionInstance_Check(reraise)) {
+        first = Py_NewRef(reraise);
+    }
+    else if (reraise == Py_True) {
+        raise = 1;
+    }
+    else {
+        PyObject *handled = PyErr_GetHandledException();
+        if (handled != NULL && handled != Py_None) {
+            first = handled;
+        }
+        else {
+            Py_XDECREF(handled);
+        }
+    }
+    Py_INCREF(st);
+    PyObject *queue = Py_NewRef(st->queue);
+    Py_ssize_t more = 0;
+    int failed = 0;
+    for (;;) {
+        Py_ssize_t n = queue_len(queue);
+        if (n < 0) {
+            failed = 1;
+            break;
+        }
+        if (n == 0 || st->hold) {
+            break;
+        }
+        PyObject *item = PyObject_CallMethodNoArgs(queue, str_popleft);
+        if (item == NULL) {
+            failed = 1;
+            break;
+        }
+        PyObject *r = NULL;
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 3) {
+            st->depth += 1;
+            r = PyObject_CallMethodObjArgs(PyTuple_GET_ITEM(item, 0), str_deliver, (PyObject *)st,
+                                           PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2),
+                                           NULL);
+            st->depth -= 1;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "dneio: a queued resumption is not "
+                                          "(continuation, is_exc, value): %R", item);
+        }
+        Py_DECREF(item);
+        if (r != NULL) {
+            Py_DECREF(r);
+            continue;
+        }
+        PyObject *exc = take_exception();
+        if (exc == NULL) {
+            continue;
+        }
+        if (first == NULL) {
+            first = exc;
+            continue;
+        }
+        if (more < NOTED_ERRORS) {
+            add_note(first, PyUnicode_FromFormat("a queued resumption raised too: %R", exc));
+        }
+        more += 1;
+        Py_DECREF(exc);
+    }
+    Py_DECREF(queue);
+    Py_DECREF(st);
+    if (failed) {
+        Py_XDECREF(first);
+        return NULL;
+    }
+    if (more > NOTED_ERRORS && first != NULL) {
+        add_note(first, PyUnicode_FromFormat("... and %zd more queued resumptions raised",
+                                             more - NOTED_ERRORS));
+    }
+    if (first != NULL && raise) {
+        give_exception(first);
+        return NULL;
+    }
+    Py_XDECREF(first);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+drain_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2 || !PyObject_TypeCheck(args[0], &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "drain(st, reraise=True)");
+        return NULL;
+    }
+    PyObject *reraise = Py_True;
+    if (nargs == 2) {
+        reraise = args[1];
+        if (!PyExceptionInstance_Check(reraise)) {
+            int t = PyObject_IsTrue(reraise);
+            if (t < 0) {
+                return NULL;
+            }
+            reraise = t ? Py_True : Py_False;
+        }
+    }
+    return drain_impl((ThreadState *)args[0], reraise);
+}
+
+/* Run claimed continuation k now, or queue it behind earlier ones (see
+ * _queue.resume). */
+static PyObject *
+resume_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyObject_TypeCheck(args[0], &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "resume(st, k, is_exc, value)");
+        return NULL;
+    }
+    ThreadState *st = (ThreadState *)args[0];
+    PyObject *k = args[1];
+    Py_ssize_t n = queue_len(st->queue);
+    if (n < 0) {
+        return NULL;
+    }
+    if (st->depth >= max_depth || n > 0 || st->hold) {
+        PyObject *entry = PyTuple_Pack(3, k, args[2], args[3]);
+        if (entry == NULL) {
+            return NULL;
+        }
+        PyObject *r = PyObject_CallMethodOneArg(st->queue, str_append, entry);
+        Py_DECREF(entry);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+        if (!st->depth && !st->hold) {
+            r = drain_impl(st, Py_True);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(st);
+    st->depth += 1;
+    PyObject *answer = PyObject_CallMethodObjArgs(k, str_deliver, (PyObject *)st, args[2],
+                                                  args[3], NULL);
+    st->depth -= 1;
+    PyObject *r = finish(st, answer);
+    Py_DECREF(st);
+    return r;
+}
+
+/* resumptions_held(): a ``with`` block whose resumptions only claim their
+ * continuations; the claimed coroutines run, in order, when it ends.  Its
+ * hold is taken and given back inside __enter__ and __exit__, where no
+ * signal handler can run between the count and what depends on it. */
+typedef struct {
+    PyObject_HEAD
+    ThreadState *st;  /* while entered */
+    char owner;       /* the queue was free when it was entered: it drains it */
+} Held;
+
+static PyObject *
+held_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "resumptions_held() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static PyObject *
+held_enter(Held *self, PyObject *unused)
+{
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this resumptions_held() block is entered already; use a new one");
+        return NULL;
+    }
+    ThreadState *st = state_now();
+    if (st == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = queue_len(st->queue);
+    if (n < 0) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    self->owner = n == 0 && st->hold == 0;
+    st->hold += 1;
+    self->st = st;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+held_exit(Held *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ThreadState *st = self->st;
+    if (st == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this resumptions_held() block was not entered");
+        return NULL;
+    }
+    self->st = NULL;
+    st->hold -= 1;
+    int run = self->owner && !st->hold && st->depth < max_depth;
+    if (!run && !st->hold && !st->depth) {
+        /* Queued before the block (or held by a runner meanwhile): whoever
+         * queued them drains them, unless no one is left to. */
+        Py_ssize_t n = queue_len(st->queue);
+        if (n < 0) {
+            Py_DECREF(st);
+            return NULL;
+        }
+        run = n > 0;
+    }
+    PyObject *r = Py_NewRef(Py_None);
+    if (run) {
+        /* Leaving with an exception: the queued errors go to its notes. */
+        PyObject *exc = nargs >= 2 && PyExceptionInstance_Check(args[1]) ? args[1] : Py_True;
+        Py_SETREF(r, drain_impl(st, exc));
+    }
+    Py_DECREF(st);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void
+held_dealloc(Held *self)
+{
+    if (self->st != NULL) {
+        /* Entered and never left (its __enter__ called by hand): give the
+         * hold back, so that the thread's resumptions do not wait for ever. */
+        self->st->hold -= 1;
+        Py_CLEAR(self->st);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef held_methods[] = {
+    {"__enter__", (PyCFunction)held_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))held_exit, METH_FASTCALL, NULL},
+    {NULL}
+};
+
+static PyTypeObject Held_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dneio.lowlevel.resumptions_held",
+    .tp_basicsize = sizeof(Held),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "resumptions_held()\n--\n\n"
+              "Resume continuations inside the block; their coroutines run when it ends.\n\n"
+              "Inside the block each resumption only claims its continuation (from then\n"
+              "on it can no longer be cancelled or withdrawn); on leaving the block the\n"
+              "claimed coroutines run in the order they were resumed.",
+    .tp_new = held_new,
+    .tp_dealloc = (destructor)held_dealloc,
+    .tp_methods = held_methods,
+};
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *
@@ -3112,6 +3446,10 @@ static PyMethodDef module_methods[] = {
      "True for a native continuation whose coroutine was not closed."},
     {"take_shift", (PyCFunction)(void (*)(void))take_shift, METH_FASTCALL,
      "take_shift(yielded, default): the func of a native shift request, or default."},
+    {"drain", (PyCFunction)(void (*)(void))drain_fn, METH_FASTCALL,
+     "drain(st, reraise=True): run the queued resumptions in order (_queue.drain)."},
+    {"resume", (PyCFunction)(void (*)(void))resume_fn, METH_FASTCALL,
+     "resume(st, k, is_exc, value): run claimed k now, or queue it (_queue.resume)."},
     {"shift", shift_fn, METH_O,
      "shift(func)\n--\n\n"
      "Suspend the current coroutine and call func(k) with its continuation k.\n\n"
@@ -3138,7 +3476,7 @@ PyInit__driver_c(void)
 {
     if (PyType_Ready(&ThreadState_Type) < 0 || PyType_Ready(&NativeCore_Type) < 0
         || PyType_Ready(&Shift_Type) < 0 || PyType_Ready(&SlotCore_Type) < 0
-        || PyType_Ready(&HostCore_Type) < 0) {
+        || PyType_Ready(&HostCore_Type) < 0 || PyType_Ready(&Held_Type) < 0) {
         return NULL;
     }
     if (check_deque_size() < 0 || learn_subtype_dealloc() < 0) {
@@ -3158,6 +3496,10 @@ PyInit__driver_c(void)
     str_wake = PyUnicode_InternFromString("_wake");
     str_line_up_deferred = PyUnicode_InternFromString("line_up_deferred");
     str_queue_behind = PyUnicode_InternFromString("queue_behind");
+    str_popleft = PyUnicode_InternFromString("popleft");
+    str_append = PyUnicode_InternFromString("append");
+    str_deliver = PyUnicode_InternFromString("_deliver");
+    str_add_note = PyUnicode_InternFromString("add_note");
     PyObject *m = PyModule_Create(&driver_c_module);
     if (m == NULL) {
         return NULL;
@@ -3167,7 +3509,8 @@ PyInit__driver_c(void)
         || PyModule_AddObjectRef(m, "NativeCore", (PyObject *)&NativeCore_Type) < 0
         || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0
         || PyModule_AddObjectRef(m, "SlotCore", (PyObject *)&SlotCore_Type) < 0
-        || PyModule_AddObjectRef(m, "HostCore", (PyObject *)&HostCore_Type) < 0) {
+        || PyModule_AddObjectRef(m, "HostCore", (PyObject *)&HostCore_Type) < 0
+        || PyModule_AddObjectRef(m, "resumptions_held", (PyObject *)&Held_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

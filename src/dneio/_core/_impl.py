@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from ._run_context import ThreadState as PyThreadState
 
 #: The version of the compiled core's interface this Python code expects.
-CORE_API = 5
+CORE_API = 6
 
 compiled: Any
 try:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._impl import current_state, local
+from ._impl import compiled, current_state, local
 from ._run_context import MAX_DEPTH, ThreadState
 
 __all__ = ["MAX_DEPTH", "Deliverable", "ThreadState", "current_state", "drain", "local",
@@ -33,7 +33,7 @@ class Deliverable(Protocol):
     def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> Any: ...
 
 
-def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
+def _py_resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
     """Run claimed continuation ``k`` now, or queue it behind earlier ones."""
     if st.depth >= MAX_DEPTH or st.queue or st.hold:
         st.queue.append((k, is_exc, value))
@@ -46,7 +46,7 @@ def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
     except BaseException:
         st.depth -= 1
         if not st.depth and st.queue and not st.hold:
-            drain(st, reraise=False)
+            drain(st, False)
         raise
     st.depth -= 1
     if not st.depth and st.queue and not st.hold:
@@ -54,7 +54,7 @@ def resume(st: ThreadState, k: Deliverable, is_exc: bool, value: Any) -> Any:
     return answer
 
 
-def drain(st: ThreadState, reraise: bool | BaseException = True) -> None:
+def _py_drain(st: ThreadState, reraise: bool | BaseException = True) -> None:
     """Run queued resumptions in order, each nested one level below the caller.
 
     An exception escaping a queued native coroutine has no resumer left to
@@ -95,6 +95,13 @@ def drain(st: ThreadState, reraise: bool | BaseException = True) -> None:
 
 #: How many further errors of queued resumptions are named in notes.
 _NOTED_ERRORS = 10
+
+# The compiled core has both, the same but for one thing: no signal handler
+# (Ctrl-C) can run in the middle of their bookkeeping (see _driver_c.c).
+resume: Callable[[ThreadState, Deliverable, bool, Any], Any] = (
+    _py_resume if compiled is None else compiled.resume
+)
+drain: Callable[..., None] = _py_drain if compiled is None else compiled.drain
 
 
 def release_hold(st: ThreadState, schedule_pump: Callable[[Callable[[], None]], None]) -> None:

@@ -6,7 +6,7 @@ from collections import deque
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from .._core._batch import begin, end
+from .._core._batch import resumptions_held
 from .._core._continuation import AnsweringContinuation
 from .._core._shift import shift
 from ._errors import ClosedError, EndOfChannel
@@ -85,13 +85,10 @@ class Channel(Generic[T]):
             # directly.  Both are claimed before either runs, so neither
             # can be cancelled by the other's code in between.  A receiver
             # cancelled from another thread meanwhile takes nothing.
-            st = begin()
-            try:
+            with resumptions_held():
                 if resume_unless_cancelled(receiver[0], False, item)[0]:
                     k.send(None)
                     return
-            finally:
-                end(st)
         if len(self._buffer) < self._capacity:
             self._buffer.append(item)
             k.send(None)
@@ -149,12 +146,9 @@ class Channel(Generic[T]):
             sk, item = sender
         # Both are claimed before either runs, so neither can be cancelled by
         # the other's code in between; the sender, waiting longer, runs first.
-        st = begin()
-        try:
+        with resumptions_held():
             sk.send(None)
             k.send(item)
-        finally:
-            end(st)
 
     def __aiter__(self) -> Channel[T]:
         return self

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, overload
 
-from .._core._batch import begin, end
+from .._core._batch import resumptions_held
 from .._core._continuation import (
     AnsweringContinuation,
     report_unraisable,
@@ -52,19 +52,17 @@ class _Race:
         # Starting an operation may resume other coroutines.  They run only
         # once every operation has been started, so none of them can decide
         # the race (or cancel anything) half way through.
-        st = begin()
-        try:
-            for i, operation in enumerate(operations):
-                if self.decided:
-                    break
-                branch: Branch[Any] = Branch(self, i)
-                self.branches.append(branch)
-                operation(branch)
-        except BaseException:
-            self.withdraw_all()
-            raise
-        finally:
-            end(st)
+        with resumptions_held():
+            try:
+                for i, operation in enumerate(operations):
+                    if self.decided:
+                        break
+                    branch: Branch[Any] = Branch(self, i)
+                    self.branches.append(branch)
+                    operation(branch)
+            except BaseException:
+                self.withdraw_all()
+                raise
 
     def withdraw_others(self, winner: Branch[Any] | None) -> BaseException | None:
         """Withdraw every other branch, even if callbacks of one of them fail.

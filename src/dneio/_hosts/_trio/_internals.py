@@ -139,6 +139,15 @@ def step(task: Any, send: Any) -> None:
         raise RuntimeError(
             f"cannot resume {task!r}: its trio run is over or runs on another thread"
         )
+    if runner.ki_pending:
+        # A Ctrl-C arrived in KI-protected code: trio hands it to the main
+        # task at its next checkpoint.  Tasks that resume each other
+        # synchronously may never reach one (a ping-pong over a channel
+        # with no other wait): trio's loop runs this one instead, and the
+        # KeyboardInterrupt goes in first.  (``send`` as it is: the loop
+        # sends into the task what it was given, as this step would have.)
+        runner.reschedule(task, send)
+        return
     prev = getattr(ctx, "task", _MISSING)
     # A trio guest run inside asyncio, resumed from an asyncio task: while
     # the trio task runs, no asyncio task is running.

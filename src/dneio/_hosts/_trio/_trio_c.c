@@ -438,6 +438,11 @@ step(PyObject *task, PyObject *send)
         python = steps_watched(trio_runner);
     }
     if (python == 0) {
+        /* A Ctrl-C waiting for the main task's next checkpoint: the Python
+         * step lets trio's loop run the task instead. */
+        python = attr_true(trio_runner, str_ki_pending);
+    }
+    if (python == 0) {
         coro = PyObject_GetAttr(task, str_coro);
         context = coro == NULL ? NULL : PyObject_GetAttr(task, str_context);
         if (context == NULL) {
