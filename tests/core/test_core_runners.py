@@ -60,6 +60,50 @@ def test_func_raising_before_resume_raises_at_await(dneio_runner: Harness) -> No
     assert dneio_runner.run(main) == "ok"
 
 
+def test_func_raising_before_resume_tells_whoever_holds_k(dneio_runner: Harness) -> None:
+    # A func that registers k and then fails (a callback API that takes the
+    # callback, then raises): the wait is over without a value, and the
+    # registry learns it through k's on_cancel callbacks, as from a
+    # cancellation, so it drops k instead of resuming a spent continuation.
+    async def main(h: Harness) -> Any:
+        registry: list[Any] = []
+        log: list[Any] = []
+
+        def func(k: Any) -> None:
+            registry.append(k)
+            k.on_cancel(lambda: (log.append("first"), registry.remove(k)))
+            k.on_cancel(lambda: log.append("second"))
+            raise LookupError("func failed")
+
+        with pytest.raises(LookupError, match="func failed"):
+            await shift(func)
+        return log, registry
+
+    assert dneio_runner.run(main) == (["first", "second"], [])
+
+
+def test_a_stop_raised_by_such_a_callback_comes_out_of_the_await(dneio_runner: Harness) -> None:
+    async def main(h: Harness) -> Any:
+        log: list[str] = []
+
+        def stop() -> None:
+            raise KeyboardInterrupt("from a callback")
+
+        def func(k: Any) -> None:
+            k.on_cancel(stop)
+            k.on_cancel(lambda: log.append("still run"))
+            raise LookupError("func failed")
+
+        try:
+            await shift(func)
+        except KeyboardInterrupt as exc:
+            context = exc.__context__
+            return log, str(exc), type(context).__name__
+        return log, None, None
+
+    assert dneio_runner.run(main) == (["still run"], "from a callback", "LookupError")
+
+
 @SYNCHRONOUS
 def test_send_runs_the_coroutine_to_its_next_suspension(dneio_runner: Harness) -> None:
     """Synchronous resumption: when send returns, the task has already run."""

@@ -1283,6 +1283,21 @@ nc_on_cancel(NativeCore *self, PyObject *callback)
     Py_RETURN_NONE;
 }
 
+/* func raised before resuming: hand over the on_cancel callbacks registered
+ * so far (a list, perhaps empty), for _driver_py._func_failed to run. */
+static PyObject *
+nc_take_callbacks(NativeCore *self, PyObject *unused)
+{
+    PyObject *park = self->park;
+    if (park != NULL && Py_IS_TYPE(park, &Shift_Type) && ((Shift *)park)->state == SH_PARKED
+        && ((Shift *)park)->obj != NULL && PyList_CheckExact(((Shift *)park)->obj)) {
+        PyObject *callbacks = ((Shift *)park)->obj;
+        ((Shift *)park)->obj = NULL;
+        return callbacks;
+    }
+    return PyList_New(0);
+}
+
 static PyObject *
 nc_park_resumed(NativeCore *self, PyObject *unused)
 {
@@ -1407,6 +1422,7 @@ static PyMethodDef nc_methods[] = {
     {"on_cancel", (PyCFunction)nc_on_cancel, METH_O,
      "Call callback() once if the coroutine is closed while suspended (now, if it was)."},
     {"_park_resumed", (PyCFunction)nc_park_resumed, METH_NOARGS, NULL},
+    {"_take_callbacks", (PyCFunction)nc_take_callbacks, METH_NOARGS, NULL},
     {NULL}
 };
 
@@ -2025,6 +2041,7 @@ static PyTypeObject HostCore_Type;
 static PyObject *py_spent_error = NULL;   /* _continuation.spent_error(k) -> exception */
 static PyObject *py_dropped_error = NULL; /* () -> a fresh ContinuationDropped */
 static PyObject *str_check_resumable = NULL;
+static PyObject *str_func_failed = NULL;
 static PyObject *str_call_soon_threadsafe = NULL;
 static PyObject *str_resume_at_home = NULL;
 static PyObject *str_wake = NULL;
@@ -2303,6 +2320,28 @@ slot_must_wait_impl(SlotCore *self, PyObject *func, PyObject *make, int synchron
         /* func raised before resuming: the error goes to the task, k is spent. */
         if (self->state == HS_PENDING) {
             self->state = HS_SPENT;
+            if (PyObject_TypeCheck(k, &HostCore_Type)) {
+                PyObject *callbacks = ((HostCore *)k)->callbacks;
+                if (callbacks != NULL && callbacks != Py_None
+                    && (!PyList_CheckExact(callbacks) || PyList_GET_SIZE(callbacks) > 0)) {
+                    /* Whoever holds k learns that the wait is over (Slot.func_failed). */
+                    PyObject *exc = take_exception();
+                    PyObject *stop = PyObject_CallMethodOneArg((PyObject *)self, str_func_failed, k);
+                    if (stop == NULL) {
+                        Py_XDECREF(exc);  /* the callbacks' own failure goes instead */
+                    }
+                    else if (stop != Py_None) {
+                        if (exc != NULL) {
+                            PyException_SetContext(stop, exc);  /* steals exc */
+                        }
+                        give_exception(stop);
+                    }
+                    else {
+                        Py_DECREF(stop);
+                        give_exception(exc);
+                    }
+                }
+            }
         }
         Py_DECREF(k);
         return -1;
@@ -3491,6 +3530,7 @@ PyInit__driver_c(void)
     str_leave = PyUnicode_InternFromString("leave");
     entry_hook = Py_NewRef(Py_None);
     str_check_resumable = PyUnicode_InternFromString("check_resumable");
+    str_func_failed = PyUnicode_InternFromString("func_failed");
     str_call_soon_threadsafe = PyUnicode_InternFromString("call_soon_threadsafe");
     str_resume_at_home = PyUnicode_InternFromString("resume_at_home");
     str_wake = PyUnicode_InternFromString("_wake");

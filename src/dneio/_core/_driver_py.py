@@ -223,6 +223,15 @@ class NativeContinuation(AnsweringContinuation[Any, Any, Any]):
         if park[0] is SHIFT and type(park) is list:
             park[0] = _RESUMED
 
+    def _take_callbacks(self) -> list[Callable[[], object]]:
+        """``func`` raised before resuming: hand over the ``on_cancel`` callbacks."""
+        park = self._park
+        if park[0] is SHIFT and type(park) is list:
+            callbacks = park[2:]
+            del park[2:]
+            return callbacks
+        return []
+
     def _deliver(self, st: ThreadState, is_exc: bool, value: Any) -> Any:
         coro = self._claimed
         self._claimed = None
@@ -303,7 +312,7 @@ def _drive(st: ThreadState, coro: Any, ctx: Context, is_exc: bool, value: Any) -
                 # func failed before resuming k: k is spent, and the error
                 # surfaces at the ``await shift(...)``.
                 k._coro = None
-                is_exc, value = True, _explain_bad_func(func, exc)
+                is_exc, value = True, _explain_bad_func(func, _wait_gone(k, exc))
                 continue
         is_exc, value = _foreign(coro, ctx, yielded)
         if not is_exc:
@@ -320,7 +329,24 @@ def _func_failed(
     if k._coro is None:
         raise exc
     k._coro = None
-    return drive(st, coro, k._ctx, True, _explain_bad_func(func, exc))
+    return drive(st, coro, k._ctx, True, _explain_bad_func(func, _wait_gone(k, exc)))
+
+
+def _wait_gone(k: Any, exc: BaseException) -> BaseException:
+    """``func`` raised ``exc`` before resuming ``k``: the wait is over, without a value.
+
+    Whoever holds ``k`` learns it as from a cancellation (its ``on_cancel``
+    callbacks run), so that a registry ``func`` put it in drops it.  Returns
+    what the coroutine raises: ``exc``, or a ``KeyboardInterrupt`` or
+    ``SystemExit`` a callback raised (``exc`` its context).
+    """
+    callbacks = k._take_callbacks()
+    if callbacks:
+        stop = run_cancel_callbacks(callbacks, report_unraisable)
+        if stop is not None:
+            stop.__context__ = exc
+            return stop
+    return exc
 
 
 def _after_foreign(st: ThreadState, coro: Any, ctx: Context, yielded: Any) -> Any:

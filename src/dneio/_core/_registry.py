@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Generator
 from contextvars import Context
 from types import FrameType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 _getframe = sys._getframe
 
@@ -284,3 +284,31 @@ def get_runner(name: str) -> Host:
 def names() -> list[str]:
     """The registered host names, in the order they are asked."""
     return list(_registered)
+
+
+# -- code a Ctrl-C must not cut in two ------------------------------------------
+#
+# A primitive's ``func`` registers the continuation it is given and returns.
+# A KeyboardInterrupt raised half way leaves it registered while the task's
+# ``await`` raises: the continuation is spent, and the next hand-over finds
+# it and fails.  A host that can hold a Ctrl-C back to a safe point (trio, at
+# the main task's next checkpoint) is given these functions to protect.
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_ki_sensitive: list[Callable[..., Any]] = []
+_ki_protectors: list[Callable[[Callable[..., Any]], None]] = []
+
+
+def ki_sensitive(fn: _F) -> _F:
+    """Declare ``fn`` as code a Ctrl-C must not interrupt (a decorator)."""
+    _ki_sensitive.append(fn)
+    for protect in _ki_protectors:
+        protect(fn)
+    return fn
+
+
+def add_ki_protector(protect: Callable[[Callable[..., Any]], None]) -> None:
+    """A host's way to protect the functions declared, now and later."""
+    _ki_protectors.append(protect)
+    for fn in _ki_sensitive:
+        protect(fn)

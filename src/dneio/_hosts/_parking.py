@@ -83,6 +83,9 @@ class PySlotCore:
     def check_resumable(self, k: object, here: bool) -> None:
         raise NotImplementedError
 
+    def func_failed(self, k: Any) -> BaseException | None:
+        raise NotImplementedError
+
     def must_wait(
         self,
         func: Callable[[Any], object],
@@ -101,8 +104,13 @@ class PySlotCore:
             func(k)
         except BaseException:
             with _claim_lock:
-                if self.state == PENDING:
+                spent = self.state == PENDING
+                if spent:
                     self.state = SPENT
+            if spent and k._callbacks:
+                stop = self.func_failed(k)
+                if stop is not None:
+                    raise stop  # noqa: B904 - func's error is its context
             raise
         del k  # if func kept no reference, the continuation is dropped here
         with _claim_lock:
@@ -341,6 +349,22 @@ class Slot(SlotCore):
             if stop is not None:
                 self.value = stop
         return True
+
+    def func_failed(self, k: Any) -> BaseException | None:
+        """``func`` raised before resuming ``k``: the wait is over, without a value.
+
+        Whoever holds ``k`` learns it as from a cancellation: its
+        ``on_cancel`` callbacks run, each once, so that a primitive ``func``
+        registered it with drops it (its operation keeps what it would
+        have delivered).  A callback's error is reported; the first
+        ``KeyboardInterrupt`` or ``SystemExit`` one raised is returned, for
+        the task to raise instead of ``func``'s error.
+        """
+        callbacks = k._callbacks
+        k._callbacks = None
+        if not callbacks:
+            return None
+        return run_cancel_callbacks(callbacks, self.report_safely)
 
     def cancel_stop(self) -> BaseException | None:
         """A cancelled slot's ``KeyboardInterrupt`` or ``SystemExit`` from an

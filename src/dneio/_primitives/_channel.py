@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from .._core._batch import resumptions_held
 from .._core._continuation import AnsweringContinuation
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._errors import ClosedError, EndOfChannel
 from ._waiters import Waiters, resume_unless_cancelled, wake_all
@@ -72,6 +73,7 @@ class Channel(Generic[T]):
             return
         await shift(partial(self.send_cb, item))
 
+    @ki_sensitive
     def send_cb(self, item: T, k: AnsweringContinuation[Any, None, Any]) -> None:
         """Put ``item`` in the channel; resume ``k`` once it is in."""
         if self._closed:
@@ -123,6 +125,7 @@ class Channel(Generic[T]):
             return self._buffer.popleft()
         return await shift(self.receive_cb)
 
+    @ki_sensitive
     def receive_cb(self, k: AnsweringContinuation[Any, T, Any]) -> None:
         """Resume ``k`` with the next item."""
         if self._buffer:

@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any
 
 from .._core._continuation import AnsweringContinuation
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._errors import ClosedError
 from ._waiters import Waiters, wake_all
@@ -45,6 +46,7 @@ class Event:
             return
         await shift(self.wait_cb)
 
+    @ki_sensitive
     def wait_cb(self, k: AnsweringContinuation[Any, None, Any]) -> None:
         """Resume ``k`` once the event is set."""
         if self._set:

@@ -14,6 +14,7 @@ from .._core._continuation import (
     run_cancel_callbacks,
     spent_error,
 )
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._waiters import resume_unless_cancelled
 
@@ -217,6 +218,7 @@ def _report(k: Any, exc: BaseException, what: str) -> None:
         report_unraisable(exc, what)
 
 
+@ki_sensitive
 def _start(
     operations: tuple[Operation[Any], ...], k: AnsweringContinuation[Any, tuple[int, Any], Any]
 ) -> None:

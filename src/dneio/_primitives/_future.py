@@ -11,6 +11,7 @@ import outcome
 
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import reset
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._waiters import Waiters, wake_all
 
@@ -85,6 +86,7 @@ class Future(Generic[T]):
             return self._value  # type: ignore[no-any-return]
         return await shift(self.get_cb)
 
+    @ki_sensitive
     def get_cb(self, k: AnsweringContinuation[Any, T, Any]) -> None:
         """Resume ``k`` with the result once there is one."""
         if not self._done:

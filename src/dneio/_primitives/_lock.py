@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any
 
 from .._core._continuation import AnsweringContinuation
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._waiters import Waiters, resume_unless_cancelled
 
@@ -50,6 +51,7 @@ class Lock:
             return
         await shift(self.acquire_cb)
 
+    @ki_sensitive
     def acquire_cb(self, k: AnsweringContinuation[Any, None, Any]) -> None:
         """Resume ``k`` once the lock is taken on its behalf."""
         if self._locked:

@@ -13,6 +13,7 @@ import outcome
 
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import reset
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._waiters import resume_unless_cancelled
 
@@ -60,6 +61,7 @@ class _Gather:
             # so an error must surface here, in whoever resumed this child.
             _raise_first(self.outcomes(), self.failures)
 
+    @ki_sensitive
     def park(self, k: AnsweringContinuation[Any, None, Any]) -> None:
         if self.remaining:
             self.k = k

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._core._continuation import AnsweringContinuation, Continuation
 from .._core._driver import NativeContinuation, is_live_native
 from .._core._impl import own_methods
+from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._errors import ClosedError
 from ._waiters import Waiters, _NoCore, _queue_c, resume_unless_cancelled, wake_all
@@ -177,6 +178,7 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
         # Not an ``async def``: the awaitable of shift itself, one coroutine fewer.
         return shift(partial(self.request_cb, val))
 
+    @ki_sensitive
     def request_cb(self, val: In, k: AnsweringContinuation[Any, Out, Any]) -> None:
         """Make request ``val``; the reply resumes ``k``."""
         if self._closed is not None:
@@ -208,6 +210,7 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
         # tasks woken before it.
         return await shift(self.get_one_cb)
 
+    @ki_sensitive
     def get_one_cb(self, k: AnsweringContinuation[Any, tuple[In, Continuation[Out]], Any]) -> None:
         """Resume ``k`` with the next request and its reply continuation."""
         if self._closed is not None:
@@ -233,6 +236,7 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
             return self.fetch_any()
         return await shift(self.get_many_cb)
 
+    @ki_sensitive
     def get_many_cb(
         self, k: AnsweringContinuation[Any, list[tuple[In, Continuation[Out]]], Any]
     ) -> None:

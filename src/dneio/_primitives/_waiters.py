@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from .._core._continuation import AnsweringContinuation
 from .._core._driver import NativeContinuation, is_live_native
 from .._core._impl import compiled, own_methods
+from .._core._registry import ki_sensitive
 
 _P = TypeVar("_P")
 
@@ -64,6 +65,7 @@ class Waiters(_WaitersBase, Generic[_P]):  # type: ignore[misc]
     def __len__(self) -> int:
         return sum(1 for k, _ in self._line if not k.is_cancelled())
 
+    @ki_sensitive
     def push(self, k: AnsweringContinuation[Any, Any, Any], payload: _P) -> None:
         """Put ``k`` at the back of the line."""
         line = self._line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Generator
 from contextvars import Context
@@ -545,6 +546,36 @@ for _name in ("_host_for", "_release", "_watch"):
     setattr(NativeHosting, _name, tl.enable_ki_protection(getattr(NativeHosting, _name)))
 del _name
 _driver_py.drive = tl.enable_ki_protection(_driver_py.drive)
+
+
+def _marks_code() -> bool:
+    """Does this trio protect a function itself (not a wrapper it returns)?"""
+
+    def probe() -> None:
+        pass
+
+    return tl.enable_ki_protection(probe) is probe
+
+
+def _protect(fn: Callable[..., Any]) -> None:
+    # The primitives' funcs.  Recent releases of trio mark the function's
+    # code, which costs its callers nothing.
+    tl.enable_ki_protection(fn)
+
+
+def _protect_with_wrapper(fn: Callable[..., Any]) -> None:
+    # Older releases return a wrapper, whose frame carries the mark: it
+    # takes the function's place where the function is defined (a module
+    # or a class), so that its callers call the wrapper.
+    owner: Any = sys.modules[fn.__module__]
+    *path, name = fn.__qualname__.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    if getattr(owner, name) is fn:
+        setattr(owner, name, tl.enable_ki_protection(fn))
+
+
+_registry.add_ki_protector(_protect if _marks_code() else _protect_with_wrapper)
 
 RUNNER = TrioRunner()
 
