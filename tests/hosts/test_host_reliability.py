@@ -264,15 +264,20 @@ def test_a_cancelled_first_of_raises_a_branch_callbacks_stop_in_its_task(
     # withdrawn, and the task receives the KeyboardInterrupt.
     async def main(h: Harness) -> Any:
         log: list[str] = []
+        # The operations keep their branches, as real ones do: a wait that
+        # nothing holds would be dropped, not cancelled.
+        kept: list[Any] = []
 
         def stopping(k: Any) -> None:
             def callback() -> None:
                 raise KeyboardInterrupt("from a callback")
 
+            kept.append(k)
             k.on_cancel(callback)
             k.on_cancel(lambda: log.append("first withdrawn"))
 
         def other(k: Any) -> None:
+            kept.append(k)
             k.on_cancel(lambda: log.append("second withdrawn"))
 
         got: list[BaseException] = []
