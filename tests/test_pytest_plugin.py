@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dneio import Event, shift
+from dneio import shift
 from dneio.testing import ALL_RUNNERS, Harness
 
 pytest_plugins = ["pytester"]
@@ -146,37 +146,3 @@ def test_a_failing_main_raises_its_own_error_on_every_runner(dneio_runner: Harne
         dneio_runner.run(main)
     for handle in spawned:
         assert handle.done and handle.cancelled, repr(handle.exception)
-
-
-def test_a_run_ends_when_main_returns_even_with_tasks_still_waiting(
-    dneio_runner: Harness,
-) -> None:
-    """A spawned task that nothing will resume does not keep the run going:
-    once main returns, the spawned tasks settle, and those still waiting
-    are cancelled (natively, where nothing can cancel them, they stay
-    suspended).  One that can still finish meanwhile finishes."""
-    kept: list[Any] = []
-    handles: dict[str, Any] = {}
-
-    async def forgotten() -> None:
-        await shift(kept.append)  # never resumed
-
-    async def finishing(event: Event) -> str:
-        await event.wait()
-        return "finished"
-
-    async def main(h: Harness) -> str:
-        event = Event()
-        handles["forgotten"] = h.spawn(forgotten)
-        handles["finishing"] = h.spawn(finishing, event)
-        await h.settle()
-        event.set()  # the waiter runs on when it is woken: before or after main returns
-        return "main"
-
-    assert dneio_runner.run(main) == "main"
-    assert handles["finishing"].get() == "finished"
-    left = handles["forgotten"]
-    if dneio_runner.cancellable:
-        assert left.done and left.cancelled
-    else:
-        assert not left.done

@@ -126,20 +126,6 @@ class Harness:
         if self._settle is not None:
             await self._settle()
 
-    async def _end_leftovers(self) -> None:
-        """Main returned: let the spawned tasks settle, then cancel those still waiting.
-
-        Natively nothing can cancel them: they stay suspended, and the run
-        ends all the same.  Under a host, waiting for them would wait for
-        ever for one that nothing will resume.
-        """
-        if all(handle.done for handle in self._handles):
-            return
-        await self.settle()
-        for handle in self._handles:
-            if not handle.done and handle._cancel is not None:
-                handle._cancel()
-
     # -- running ----------------------------------------------------------------
     def run(self, fn: AsyncFn, *args: Any) -> Any:
         """Run ``fn(self, *args)`` to completion on this runner and return its result."""
@@ -217,9 +203,7 @@ class Harness:
                 self._spawner = spawn
                 self._settle = trio.testing.wait_all_tasks_blocked
                 try:
-                    result = await fn(self, *args)
-                    await self._end_leftovers()
-                    return result
+                    return await fn(self, *args)
                 except Exception as exc:
                     failed.append(exc)
                     nursery.cancel_scope.cancel()  # the spawned tasks, as elsewhere
@@ -252,7 +236,6 @@ class Harness:
             try:
                 result = await fn(self, *args)
                 if tasks:
-                    await self._end_leftovers()
                     await asyncio.gather(*tasks, return_exceptions=True)
                 return result
             finally:
@@ -314,9 +297,7 @@ class Harness:
 
                 self._spawner, self._settle = spawn, settle
                 try:
-                    result = await fn(self, *args)
-                    await self._end_leftovers()
-                    return result
+                    return await fn(self, *args)
                 except Exception as exc:
                     failed.append(exc)
                     tg.cancel_scope.cancel()  # the spawned tasks, as elsewhere
@@ -367,7 +348,6 @@ class Harness:
                 try:
                     result = await fn(self, *args)
                     if tasks:
-                        await self._end_leftovers()
                         await DeferredList(list(tasks))
                     return result
                 finally:
