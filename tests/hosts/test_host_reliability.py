@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import random
 import signal
@@ -503,6 +504,47 @@ def test_ctrl_c_ends_a_run_whose_tasks_resume_each_other_without_end(capacity: i
         # At most the item whose send raised the KeyboardInterrupt after
         # handing it over (the send had not returned: it is not in sent).
         assert int(extra) <= 1, out + err
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_native_code_started_while_a_ctrl_c_waits_runs_to_its_end() -> None:
+    """While a Ctrl-C waits for the main task's checkpoint, only the wake-up
+    of a parked task goes through trio's loop: a native coroutine started
+    meanwhile gets its host at once, as always, and its trio sleep ends."""
+    pytest.importorskip("trio")
+    result = _run_plain(
+        """
+        import signal
+        import trio
+        from dneio import reset
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log = []
+
+        async def native(i):
+            log.append(f"native{i} start")
+            await trio.sleep(0.01)
+            log.append(f"native{i} end")
+
+        async def main():
+            signal.raise_signal(signal.SIGINT)  # held back to the next checkpoint
+            reset(native(1))
+            try:
+                await trio.sleep(0.05)
+            except KeyboardInterrupt:
+                log.append("KeyboardInterrupt")
+            reset(native(2))
+            await trio.sleep(0.1)
+
+        trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
+        print(log)
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    log = ast.literal_eval(result.stdout.strip())
+    assert log[:3] == ["native1 start", "KeyboardInterrupt", "native2 start"], log
+    assert sorted(log[3:]) == ["native1 end", "native2 end"], log
 
 
 _KI_REQUESTS_PROGRAM = """

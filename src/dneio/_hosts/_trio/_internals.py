@@ -46,11 +46,13 @@ __all__ = [
     "current_runner_or_none",
     "current_task_or_none",
     "deliver_pending_cancel",
+    "ki_pending",
     "make_current",
     "park_on",
     "plain_trap_ok",
     "start_now",
     "step",
+    "wake_later",
 ]
 
 # The statements of trio's run loop that ``step`` reproduces.
@@ -139,15 +141,6 @@ def step(task: Any, send: Any) -> None:
         raise RuntimeError(
             f"cannot resume {task!r}: its trio run is over or runs on another thread"
         )
-    if runner.ki_pending:
-        # A Ctrl-C arrived in KI-protected code: trio hands it to the main
-        # task at its next checkpoint.  Tasks that resume each other
-        # synchronously may never reach one (a ping-pong over a channel
-        # with no other wait): trio's loop runs this one instead, and the
-        # KeyboardInterrupt goes in first.  (``send`` as it is: the loop
-        # sends into the task what it was given, as this step would have.)
-        runner.reschedule(task, send)
-        return
     prev = getattr(ctx, "task", _MISSING)
     # A trio guest run inside asyncio, resumed from an asyncio task: while
     # the trio task runs, no asyncio task is running.
@@ -319,6 +312,17 @@ def _asyncio_shown(hidden: Any) -> None:
 # host simply is the task that operation registered: it adopts the
 # coroutine and carries it on, and a fresh host is started for later
 # native code.
+
+
+def ki_pending(task: Any) -> bool:
+    """Is a Ctrl-C waiting for the main task's next checkpoint in ``task``'s run?"""
+    return bool(task._runner.ki_pending)
+
+
+def wake_later(task: Any, send: Any) -> None:
+    """Wake the parked ``task`` through trio's run queue, sending it ``send``
+    as :func:`step` would have (the loop sends into the task what it is given)."""
+    task._runner.reschedule(task, send)
 
 
 def start_now(task: Any) -> None:

@@ -93,10 +93,17 @@ class PyTrioSlotCore(Slot):
             )
 
     def _wake(self, st: ThreadState) -> None:
-        if RUNNER.synchronous:
-            _trio_internals.step(self.task, _WOKEN)
-        else:
+        if not RUNNER.synchronous:
             _fifo_for(self.token).wake(self.task)
+        elif _trio_internals.ki_pending(self.task):
+            # A Ctrl-C arrived in protected code: trio hands it to the main
+            # task at its next checkpoint.  Tasks that resume each other
+            # synchronously may never reach one (a ping-pong over a channel
+            # with no other wait): trio's loop runs this one instead, and
+            # the KeyboardInterrupt goes in first.
+            _trio_internals.wake_later(self.task, _WOKEN)
+        else:
+            _trio_internals.step(self.task, _WOKEN)
 
     _check_resumable_slow = check_resumable
     _wake_slow = _wake

@@ -438,11 +438,6 @@ step(PyObject *task, PyObject *send)
         python = steps_watched(trio_runner);
     }
     if (python == 0) {
-        /* A Ctrl-C waiting for the main task's next checkpoint: the Python
-         * step lets trio's loop run the task instead. */
-        python = attr_true(trio_runner, str_ki_pending);
-    }
-    if (python == 0) {
         coro = PyObject_GetAttr(task, str_coro);
         context = coro == NULL ? NULL : PyObject_GetAttr(task, str_context);
         if (context == NULL) {
@@ -622,7 +617,20 @@ ts_wake(TrioSlotCore *self, PyObject *st)
         return NULL;
     }
     if (synchronous && py_step != NULL) {
-        return step(self->task, woken);
+        /* Unless a Ctrl-C waits for the main task's next checkpoint: then
+         * the Python wake lets trio's loop run the task instead. */
+        PyObject *trio_runner = read_slot(&read_task_runner, self->task);
+        if (trio_runner == NULL) {
+            return NULL;
+        }
+        int ki = attr_true(trio_runner, str_ki_pending);
+        Py_DECREF(trio_runner);
+        if (ki < 0) {
+            return NULL;
+        }
+        if (!ki) {
+            return step(self->task, woken);
+        }
     }
     return PyObject_CallMethodOneArg((PyObject *)self, str_wake_slow, st);
 }
