@@ -32,6 +32,16 @@ def _parked(log: list[Any], name: str, ks: list[Any]) -> None:
     reset(waiter())
 
 
+def _parked_then_failing(ks: list[Any]) -> None:
+    """A coroutine parked in shift that raises KeyError("queued") once resumed."""
+
+    async def failing() -> None:
+        await shift(ks.append)
+        raise KeyError("queued")
+
+    reset(failing())
+
+
 @pytest.mark.parametrize("held", IMPLEMENTATIONS)
 def test_resumed_coroutines_run_in_order_when_the_block_ends(held: Any) -> None:
     log: list[Any] = []
@@ -64,12 +74,7 @@ def test_nested_blocks_run_everything_when_the_outer_one_ends(held: Any) -> None
 @pytest.mark.parametrize("held", IMPLEMENTATIONS)
 def test_leaving_with_an_error_runs_the_claimed_and_notes_their_errors(held: Any) -> None:
     ks: list[Any] = []
-
-    async def failing() -> None:
-        await shift(ks.append)
-        raise KeyError("queued")
-
-    reset(failing())
+    _parked_then_failing(ks)
     with pytest.raises(ValueError) as info:
         with held():
             ks[0].send(None)
@@ -82,12 +87,7 @@ def test_leaving_with_an_error_runs_the_claimed_and_notes_their_errors(held: Any
 @pytest.mark.parametrize("held", IMPLEMENTATIONS)
 def test_an_error_of_a_claimed_coroutine_is_raised_at_the_end_of_the_block(held: Any) -> None:
     ks: list[Any] = []
-
-    async def failing() -> None:
-        await shift(ks.append)
-        raise KeyError("queued")
-
-    reset(failing())
+    _parked_then_failing(ks)
     with pytest.raises(KeyError, match="queued"):
         with held():
             ks[0].send(None)

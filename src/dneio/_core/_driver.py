@@ -13,7 +13,7 @@ from . import _driver_py as _py
 from . import _impl, _registry
 from ._continuation import AnsweringContinuation
 from ._impl import compiled
-from ._queue import MAX_DEPTH, drain, resume
+from ._queue import MAX_DEPTH
 from ._registry import shift_in_task
 
 SHIFT = _py.SHIFT
@@ -63,8 +63,6 @@ else:
     compiled.setup(
         local=_impl.local,
         shift_mark=SHIFT,
-        resume=resume,
-        drain=drain,
         func_failed=_py._func_failed,
         after_foreign=_py._after_foreign,
         spent=_py._raise_spent,

@@ -41,8 +41,6 @@
 /* Python objects registered by setup(). */
 static PyObject *local_obj = NULL;      /* _impl.local */
 static PyObject *shift_mark = NULL;     /* _driver_py.SHIFT (its repr explains a misrouted shift) */
-static PyObject *py_resume = NULL;      /* _queue.resume(st, k, is_exc, value) */
-static PyObject *py_drain = NULL;       /* _queue.drain(st, reraise) */
 static PyObject *py_func_failed = NULL; /* _driver_py._func_failed(st, coro, k, func, exc) */
 static PyObject *py_after_foreign = NULL; /* _driver_py._after_foreign(st, coro, ctx, yielded) */
 static PyObject *py_spent = NULL;       /* _driver_py._raise_spent(k) */
@@ -818,44 +816,6 @@ new_continuation(PyObject *coro, PyObject *ctx, PyObject *park)
     return (PyObject *)k;
 }
 
-/* The exception being raised, normalised, with its traceback (a new
- * reference; none is set afterwards), or NULL if there is none. */
-static PyObject *
-take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-/* Raise ``exc`` (stolen; NULL: nothing) again, as take_exception took it. */
-static void
-give_exception(PyObject *exc)
-{
-    if (exc == NULL) {
-        return;
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
-#endif
-}
-
 static inline int
 queue_blocked(ThreadState *st)
 {
@@ -867,8 +827,11 @@ queue_blocked(ThreadState *st)
     return n > 0 || st->hold;
 }
 
-/* finish(), where something was queued: drain it. */
+/* The queue's drain and resume (see "the queue, and holds on it" below). */
 static PyObject *drain_impl(ThreadState *st, PyObject *reraise);
+static PyObject *queue_resume(ThreadState *st, PyObject *k, PyObject *is_exc, PyObject *value);
+
+/* finish(), where something was queued: drain it. */
 
 static Py_NO_INLINE PyObject *
 drain_after(ThreadState *st, PyObject *answer)
@@ -1098,17 +1061,10 @@ step_impl(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObj
             else {
                 answer = call_one(func, k);
                 if (answer == NULL) {
-                    PyObject *type, *exc, *tb;
-                    PyErr_Fetch(&type, &exc, &tb);
-                    PyErr_NormalizeException(&type, &exc, &tb);
-                    if (tb != NULL) {
-                        PyException_SetTraceback(exc, tb);
-                    }
+                    PyObject *exc = take_exception();
                     answer = PyObject_CallFunctionObjArgs(
                         py_func_failed, (PyObject *)st, coro, k, func, exc, NULL);
-                    Py_XDECREF(type);
                     Py_XDECREF(exc);
-                    Py_XDECREF(tb);
                 }
                 Py_DECREF(k);
                 Py_DECREF(func);
@@ -1235,8 +1191,7 @@ nc_send(NativeCore *self, PyObject *value)
     }
     if (st->depth >= max_depth || queue_blocked(st)) {
         nc_claim(self, coro);
-        PyObject *answer = PyObject_CallFunctionObjArgs(
-            py_resume, (PyObject *)st, (PyObject *)self, Py_False, value, NULL);
+        PyObject *answer = queue_resume(st, (PyObject *)self, Py_False, value);
         Py_DECREF(st);
         return answer;
     }
@@ -2129,8 +2084,7 @@ static PyObject *
 slot_run_here(SlotCore *self, ThreadState *st)
 {
     if (st->depth >= max_depth || st->hold || queue_blocked(st)) {
-        return PyObject_CallFunctionObjArgs(py_resume, (PyObject *)st, (PyObject *)self,
-                                            Py_False, Py_None, NULL);
+        return queue_resume(st, (PyObject *)self, Py_False, Py_None);
     }
     st->depth += 1;
     PyObject *r = slot_deliver_st(self, st);
@@ -2283,8 +2237,7 @@ slot_resume_at_home(SlotCore *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "the slot's home is not a thread state");
         return NULL;
     }
-    return PyObject_CallFunctionObjArgs(py_resume, self->home, (PyObject *)self, Py_False,
-                                        Py_None, NULL);
+    return queue_resume((ThreadState *)self->home, (PyObject *)self, Py_False, Py_None);
 }
 
 /* A fresh continuation of ``make`` (a HostCore subclass, or any callable) on this slot. */
@@ -2959,20 +2912,14 @@ drain_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* Run claimed continuation k now, or queue it behind earlier ones (see
  * _queue.resume). */
 static PyObject *
-resume_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+queue_resume(ThreadState *st, PyObject *k, PyObject *is_exc, PyObject *value)
 {
-    if (nargs != 4 || !PyObject_TypeCheck(args[0], &ThreadState_Type)) {
-        PyErr_SetString(PyExc_TypeError, "resume(st, k, is_exc, value)");
-        return NULL;
-    }
-    ThreadState *st = (ThreadState *)args[0];
-    PyObject *k = args[1];
     Py_ssize_t n = queue_len(st->queue);
     if (n < 0) {
         return NULL;
     }
     if (st->depth >= max_depth || n > 0 || st->hold) {
-        PyObject *entry = PyTuple_Pack(3, k, args[2], args[3]);
+        PyObject *entry = PyTuple_Pack(3, k, is_exc, value);
         if (entry == NULL) {
             return NULL;
         }
@@ -2993,12 +2940,22 @@ resume_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_INCREF(st);
     st->depth += 1;
-    PyObject *answer = PyObject_CallMethodObjArgs(k, str_deliver, (PyObject *)st, args[2],
-                                                  args[3], NULL);
+    PyObject *answer = PyObject_CallMethodObjArgs(k, str_deliver, (PyObject *)st, is_exc, value,
+                                                  NULL);
     st->depth -= 1;
     PyObject *r = finish(st, answer);
     Py_DECREF(st);
     return r;
+}
+
+static PyObject *
+resume_fn(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyObject_TypeCheck(args[0], &ThreadState_Type)) {
+        PyErr_SetString(PyExc_TypeError, "resume(st, k, is_exc, value)");
+        return NULL;
+    }
+    return queue_resume((ThreadState *)args[0], args[1], args[2], args[3]);
 }
 
 /* resumptions_held(): a ``with`` block whose resumptions only claim their
@@ -3065,17 +3022,17 @@ held_exit(Held *self, PyObject *const *args, Py_ssize_t nargs)
         }
         run = n > 0;
     }
-    PyObject *r = Py_NewRef(Py_None);
     if (run) {
         /* Leaving with an exception: the queued errors go to its notes. */
         PyObject *exc = nargs >= 2 && PyExceptionInstance_Check(args[1]) ? args[1] : Py_True;
-        Py_SETREF(r, drain_impl(st, exc));
+        PyObject *r = drain_impl(st, exc);
+        if (r == NULL) {
+            Py_DECREF(st);
+            return NULL;
+        }
+        Py_DECREF(r);
     }
     Py_DECREF(st);
-    if (r == NULL) {
-        return NULL;
-    }
-    Py_DECREF(r);
     Py_RETURN_FALSE;
 }
 
@@ -3118,28 +3075,26 @@ static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
-        "local", "shift_mark", "resume", "drain", "func_failed", "after_foreign",
-        "spent", "continuation_type", "reset", "start_hosting", "run_cancel_callbacks",
+        "local", "shift_mark", "func_failed", "after_foreign", "spent",
+        "continuation_type", "reset", "start_hosting", "run_cancel_callbacks",
         "fresh_coroutine", "max_depth", NULL};
-    PyObject *a[12];
+    PyObject *a[10];
     Py_ssize_t depth;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOOOn:setup", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOn:setup", kwlist,
                                      &a[0], &a[1], &a[2], &a[3], &a[4], &a[5],
-                                     &a[6], &a[7], &a[8], &a[9], &a[10], &a[11], &depth)) {
+                                     &a[6], &a[7], &a[8], &a[9], &depth)) {
         return NULL;
     }
-    Py_XSETREF(py_run_cancel_callbacks, Py_NewRef(a[10]));
-    Py_XSETREF(py_entry_probe, Py_NewRef(a[9]));
-    Py_XSETREF(py_reset, Py_NewRef(a[8]));
+    Py_XSETREF(py_run_cancel_callbacks, Py_NewRef(a[8]));
+    Py_XSETREF(py_entry_probe, Py_NewRef(a[7]));
+    Py_XSETREF(py_reset, Py_NewRef(a[6]));
     Py_XSETREF(local_obj, Py_NewRef(a[0]));
     Py_XSETREF(shift_mark, Py_NewRef(a[1]));
-    Py_XSETREF(py_resume, Py_NewRef(a[2]));
-    Py_XSETREF(py_drain, Py_NewRef(a[3]));
-    Py_XSETREF(py_func_failed, Py_NewRef(a[4]));
-    Py_XSETREF(py_after_foreign, Py_NewRef(a[5]));
-    Py_XSETREF(py_spent, Py_NewRef(a[6]));
-    PyTypeObject *ktype = (PyTypeObject *)a[7];
-    if (!PyType_Check(a[7]) || !PyType_IsSubtype(ktype, &NativeCore_Type)
+    Py_XSETREF(py_func_failed, Py_NewRef(a[2]));
+    Py_XSETREF(py_after_foreign, Py_NewRef(a[3]));
+    Py_XSETREF(py_spent, Py_NewRef(a[4]));
+    PyTypeObject *ktype = (PyTypeObject *)a[5];
+    if (!PyType_Check(a[5]) || !PyType_IsSubtype(ktype, &NativeCore_Type)
         || !(ktype->tp_flags & Py_TPFLAGS_HEAPTYPE) || ktype->tp_dictoffset != 0
         || ktype->tp_weaklistoffset != 0 || ktype->tp_basicsize != sizeof(NativeCore)
         || ktype->tp_finalize != NULL || ktype->tp_del != NULL) {
@@ -3152,12 +3107,12 @@ setup(PyObject *module, PyObject *args, PyObject *kwds)
     flush_free_continuations();
 #endif
     ktype->tp_dealloc = (destructor)nc_sub_dealloc;
-    Py_XSETREF(continuation_type, Py_NewRef(a[7]));
+    Py_XSETREF(continuation_type, Py_NewRef(a[5]));
     max_depth = depth;
 #ifdef DNEIO_FRAME_STATE
     /* Learn how this Python marks a coroutine that has not started. */
-    if (PyCoro_CheckExact(a[11])) {
-        created_state = ((PyCoroObject *)a[11])->cr_frame_state;
+    if (PyCoro_CheckExact(a[9])) {
+        created_state = ((PyCoroObject *)a[9])->cr_frame_state;
         created_state_known = 1;
     }
 #endif

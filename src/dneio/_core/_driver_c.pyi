@@ -76,8 +76,6 @@ def setup(
     *,
     local: Any,
     shift_mark: object,
-    resume: Callable[..., Any],
-    drain: Callable[..., Any],
     func_failed: Callable[..., Any],
     after_foreign: Callable[..., Any],
     spent: Callable[[Any], Any],

@@ -55,40 +55,6 @@ static PyObject *one = NULL;
 static PyObject *empty_tuple = NULL;
 static PyObject *delivered_nothing = NULL;  /* (True, None): a reply taken before the task waited */
 
-/* The exception being raised, normalised, with its traceback (a new
- * reference), and none set; NULL if none is. */
-static PyObject *
-take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-/* Raise exc again (stolen), as taken by take_exception. */
-static void
-give_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
 enum {
     PH_FRESH,   /* not awaited yet */
     PH_WAITING, /* yielded its trap to the run loop, which parked the task */
