@@ -7,6 +7,7 @@ import inspect
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -391,3 +392,65 @@ def test_a_spent_continuation_says_so_after_its_run_is_over(
             k.send("again")
         else:
             k.throw(KeyError("again"))
+
+
+class _Box:
+    """Something a program keeps a continuation in."""
+
+    k: Any = None
+
+
+def _cycles_through_kept_continuations_are_collected(h: Harness, resume: str) -> None:
+    """A continuation (and its wait) kept after the shift is seen by the collector.
+
+    The task is resumed with the box that keeps its continuation: box -> k ->
+    the wait -> its value, the box.  Each such shift follows one whose
+    continuation nobody kept, whose objects the next shift may reuse.
+    """
+
+    async def main(h: Harness) -> Any:
+        boxes: list[Any] = []
+        for _ in range(5):
+            assert await shift(lambda k: k.send(7)) == 7  # nobody keeps this one
+            box = _Box()
+            parked: list[Any] = []
+
+            def func(k: Any, box: _Box = box, parked: list[Any] = parked) -> None:
+                box.k = k
+                if resume == "at once":
+                    k.send(box)
+                else:
+                    parked.append(k)
+
+            t = h.spawn(_resume_later, h, parked, box) if resume == "later" else None
+            got = await shift(func)
+            assert got is box
+            if t is not None:
+                await h.settle()
+                t.get()
+            boxes.append(weakref.ref(box))
+        return boxes
+
+    boxes = h.run(main)
+    gc.collect()
+    assert [ref() for ref in boxes] == [None] * 5
+
+
+async def _resume_later(h: Harness, parked: list[Any], box: _Box) -> None:
+    while not parked:
+        await _sleep(h, 0.001)
+    parked.pop().send(box)
+
+
+@pytest.mark.dneio_runners(*ALL_RUNNERS)
+def test_a_cycle_through_a_continuation_resumed_in_its_func_is_collected(
+    dneio_runner: Harness,
+) -> None:
+    _cycles_through_kept_continuations_are_collected(dneio_runner, "at once")
+
+
+@HOSTS
+def test_a_cycle_through_a_continuation_resumed_later_is_collected(
+    dneio_runner: Harness,
+) -> None:
+    _cycles_through_kept_continuations_are_collected(dneio_runner, "later")

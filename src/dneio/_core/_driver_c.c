@@ -273,6 +273,9 @@ static PyTypeObject Shift_Type;
  * raises one, and making it is most of the cost).  step() empties it once
  * the coroutine has run on, so that it keeps no value alive. */
 static PyObject *spare_stop = NULL;
+/* Native steps in progress, on any thread (GIL-protected).  Each empties
+ * the spare StopIteration when it ends (step_impl). */
+static int steps_running = 0;
 
 /* May ``args`` be refilled in place: a one-tuple only its exception holds?
  * Not from 3.14 on, where a tuple keeps its hash once computed. */
@@ -332,6 +335,97 @@ set_stop_value(PyBaseExceptionObject *e, PyObject *value)
     Py_XDECREF(old_value);
     Py_XDECREF(old_item);
     Py_XDECREF(old_args);
+    return 0;
+}
+
+/* Outside a native step nothing would empty the spare, so a value goes in
+ * a StopIteration of its own, which lets the value go when the await (or
+ * whoever caught it) releases it.  These are of a subclass whose released
+ * instances are kept for reuse, one at a time, as CPython keeps its own
+ * frequent objects: making a StopIteration the usual way costs more than
+ * the rest of a host task's shift. */
+static PyTypeObject *own_stop_type = NULL;  /* that subclass */
+#ifdef DNEIO_FREE_LISTS
+static PyBaseExceptionObject *free_own_stop = NULL; /* released, untracked, holding its type */
+#endif
+
+static void
+own_stop_dealloc(PyObject *op)
+{
+    PyBaseExceptionObject *e = (PyBaseExceptionObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+#ifdef DNEIO_FREE_LISTS
+    if (free_own_stop == NULL && e->dict == NULL && e->notes == NULL && e->traceback == NULL
+        && e->context == NULL && e->cause == NULL && refillable(e->args)) {
+        /* Releasing the value may run code, which cannot reach this
+         * object (untracked, no references) but may fill the free slot. */
+        PyObject *item = refill(e->args, Py_None);
+        Py_CLEAR(((PyStopIterationObject *)e)->value);
+        Py_DECREF(item);
+        if (free_own_stop == NULL) {
+            free_own_stop = e;
+            return;
+        }
+    }
+#endif
+    ((PyTypeObject *)PyExc_StopIteration)->tp_dealloc(op);
+    Py_DECREF(tp);
+}
+
+/* A StopIteration (of that subclass) carrying ``value``. */
+static PyObject *
+own_stop(PyObject *value)
+{
+    PyBaseExceptionObject *e;
+#ifdef DNEIO_FREE_LISTS
+    if (free_own_stop != NULL) {
+        e = free_own_stop;
+        free_own_stop = NULL;
+        _Py_NewReference((PyObject *)e);
+        PyObject *item = refill(e->args, value);
+        Py_DECREF(item);  /* None */
+        e->suppress_context = 0;
+        ((PyStopIterationObject *)e)->value = Py_NewRef(value);
+        PyObject_GC_Track(e);
+        return (PyObject *)e;
+    }
+#endif
+    e = (PyBaseExceptionObject *)own_stop_type->tp_alloc(own_stop_type, 0);  /* fields NULL */
+    if (e == NULL) {
+        return NULL;
+    }
+    e->args = PyTuple_Pack(1, value);
+    if (e->args == NULL) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    ((PyStopIterationObject *)e)->value = Py_NewRef(value);
+    return (PyObject *)e;
+}
+
+/* Make the subclass. */
+static int
+make_own_stop_type(void)
+{
+    /* No slots: its instances are exactly StopIteration's (no weak references). */
+    PyObject *dict = Py_BuildValue("{s:()}", "__slots__");
+    if (dict == NULL) {
+        return -1;
+    }
+    PyObject *tp = PyErr_NewException("dneio._core._driver_c.StopIteration",
+                                      PyExc_StopIteration, dict);
+    Py_DECREF(dict);
+    if (tp == NULL) {
+        return -1;
+    }
+    if (((PyTypeObject *)tp)->tp_basicsize != ((PyTypeObject *)PyExc_StopIteration)->tp_basicsize) {
+        Py_DECREF(tp);
+        PyErr_SetString(PyExc_SystemError, "dneio: a StopIteration subclass grew");
+        return -1;
+    }
+    own_stop_type = (PyTypeObject *)tp;
+    own_stop_type->tp_dealloc = own_stop_dealloc;
     return 0;
 }
 
@@ -501,6 +595,8 @@ compiled_base(PyTypeObject *tp)
 
 /* Would the host continuation's finaliser do anything?  (hc_finalize) */
 static int hc_must_finalize(PyObject *self);
+typedef struct HostCore HostCore;
+static int hc_clear(HostCore *self);
 static void hc_finalize(PyObject *self);
 
 static inline void
@@ -1028,8 +1124,14 @@ step_impl(ThreadState *st, PyObject *coro, PyObject *ctx, PyObject *value, PyObj
     PyObject *dropped = NULL;
     PyObject *sent = park != NULL ? fill_park(coro, park, value, &dropped) : value;
     PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
+#if PY_VERSION_HEX >= 0x030C0000
+    steps_running++;
+#endif
     PySendResult r = am != NULL && am->am_send != NULL ? am->am_send(coro, sent, &yielded)
                                                        : PyIter_Send(coro, sent, &yielded);
+#if PY_VERSION_HEX >= 0x030C0000
+    steps_running--;
+#endif
     if (park != NULL && sent != value) {
         /* Taken, or (if the coroutine never got to the shift) put back. */
         unfill_park(park, dropped);
@@ -1797,7 +1899,11 @@ sh_stop(PyObject *result)
         return NULL;
     }
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *e = stop_iteration(result);
+    /* The spare StopIteration keeps its value until the native step in
+     * progress empties it (step_impl).  With none in progress (a host
+     * task's await), the value gets a StopIteration of its own, which the
+     * await releases, and nothing keeps it. */
+    PyObject *e = steps_running > 0 ? stop_iteration(result) : own_stop(result);
 #else
     PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, result);
 #endif
@@ -1978,13 +2084,13 @@ static PyTypeObject Shift_Type = {
 
 /* SlotCore and the HS_* states are in _driver_c_api.h. */
 
-typedef struct {
+struct HostCore {
     PyObject_HEAD
     PyObject *slot;
     PyObject *callbacks;  /* None, or the on_cancel callbacks */
     PyObject *weakreflist;
     vectorcallfunc vectorcall;  /* hc_vectorcall: k(value) from Python, with no tuple */
-} HostCore;
+};
 
 static PyObject *hc_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames);
@@ -2240,16 +2346,44 @@ slot_resume_at_home(SlotCore *self, PyObject *unused)
     return queue_resume((ThreadState *)self->home, (PyObject *)self, Py_False, Py_None);
 }
 
-/* A fresh continuation of ``make`` (a HostCore subclass, or any callable) on this slot. */
+#ifdef DNEIO_FREE_LISTS
+/* A host continuation that was resumed inside its func and that nobody
+ * else held when func returned (the common case of a callback called at
+ * once): its fields are cleared and it is kept for the next shift of the
+ * same class, instead of being freed and allocated again.
+ *
+ * It is kept untracked by the collector, so no one can reach it: it had no
+ * other reference and no weak one.  A continuation taken from here stays
+ * untracked while its func runs (it is referenced from this C stack then,
+ * so the collector has nothing to find through it) and is tracked as soon
+ * as it outlives the call in any other hands.  It was never finalised: a
+ * finaliser runs only on an object nobody references. */
+static HostCore *spare_k = NULL;
+#endif
+
+/* A fresh continuation of ``make`` (a HostCore subclass, or any callable)
+ * on this slot.  *tracked says whether the collector tracks it. */
 static PyObject *
-make_host_continuation(SlotCore *self, PyObject *make)
+make_host_continuation(SlotCore *self, PyObject *make, int *tracked)
 {
+    *tracked = 1;
     if (PyType_Check(make) && ((PyTypeObject *)make)->tp_new == HostCore_Type.tp_new
         && ((PyTypeObject *)make)->tp_init == HostCore_Type.tp_init) {
         PyTypeObject *tp = (PyTypeObject *)make;
-        HostCore *k = (HostCore *)tp->tp_alloc(tp, 0);
-        if (k == NULL) {
-            return NULL;
+        HostCore *k;
+#ifdef DNEIO_FREE_LISTS
+        if (spare_k != NULL && Py_IS_TYPE(spare_k, tp)) {
+            k = spare_k;
+            spare_k = NULL;
+            *tracked = 0;
+        }
+        else
+#endif
+        {
+            k = (HostCore *)tp->tp_alloc(tp, 0);
+            if (k == NULL) {
+                return NULL;
+            }
         }
         k->slot = Py_NewRef(self);
         k->callbacks = Py_NewRef(Py_None);
@@ -2259,12 +2393,41 @@ make_host_continuation(SlotCore *self, PyObject *make)
     return PyObject_CallOneArg(make, (PyObject *)self);
 }
 
+/* Release the reference to ``k`` that must_wait took, once func returned.
+ * Unless k's wait is still pending or parked (k's finaliser may have work
+ * then) or someone else holds k, k is kept as the spare. */
+static void
+release_k(SlotCore *self, PyObject *k, int tracked)
+{
+#ifdef DNEIO_FREE_LISTS
+    PyTypeObject *tp = Py_TYPE(k);
+    if (spare_k == NULL && Py_REFCNT(k) == 1 && self->state != HS_PENDING
+        && self->state != HS_PARKED && tp->tp_new == HostCore_Type.tp_new
+        && tp->tp_init == HostCore_Type.tp_init && ((HostCore *)k)->weakreflist == NULL) {
+        if (tracked) {
+            PyObject_GC_UnTrack(k);
+        }
+        hc_clear((HostCore *)k);  /* may run code: check again below */
+        if (spare_k == NULL && Py_REFCNT(k) == 1) {
+            spare_k = (HostCore *)k;
+            return;
+        }
+        tracked = 0;
+    }
+#endif
+    if (!tracked && Py_REFCNT(k) > 1) {
+        PyObject_GC_Track(k);  /* it outlives the call: see spare_k */
+    }
+    Py_DECREF(k);  /* if func kept no reference, the continuation is dropped here */
+}
+
 /* must_wait(func, make_continuation, synchronous): see PySlotCore.must_wait.
  * 1: the task must suspend; 0: it may go on at once; -1: error. */
 static int
 slot_must_wait_impl(SlotCore *self, PyObject *func, PyObject *make, int synchronous)
 {
-    PyObject *k = make_host_continuation(self, make);
+    int tracked;
+    PyObject *k = make_host_continuation(self, make, &tracked);
     if (k == NULL) {
         return -1;
     }
@@ -2296,11 +2459,14 @@ slot_must_wait_impl(SlotCore *self, PyObject *func, PyObject *make, int synchron
                 }
             }
         }
+        if (!tracked) {
+            PyObject_GC_Track(k);  /* a traceback may hold it */
+        }
         Py_DECREF(k);
         return -1;
     }
     Py_DECREF(r);
-    Py_DECREF(k);  /* if func kept no reference, the continuation is dropped here */
+    release_k(self, k, tracked);
     int state = self->state;
     if (state == HS_PENDING) {
         self->state = HS_PARKED;
@@ -3473,6 +3639,11 @@ PyInit__driver_c(void)
         || PyType_Ready(&HostCore_Type) < 0 || PyType_Ready(&Held_Type) < 0) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (make_own_stop_type() < 0) {
+        return NULL;
+    }
+#endif
     if (check_deque_size() < 0 || learn_subtype_dealloc() < 0) {
         return NULL;
     }

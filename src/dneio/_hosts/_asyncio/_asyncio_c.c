@@ -719,6 +719,36 @@ static PyTypeObject AsyncioSlotCore_Type = {
 
 /* -- the shift -- */
 
+/* A slot whose wait ended before the task had to suspend, and that nobody
+ * else held then (the common case of a callback called at once): its
+ * fields are cleared and it is kept for the next shift instead of being
+ * freed and allocated again.  It is kept untracked by the collector, so no
+ * one can reach it (slots take no weak references).  A slot taken from
+ * here stays untracked while the shift's func runs (this C stack holds it
+ * then) and is tracked as soon as it outlives the shift in other hands.
+ * Slots have no finaliser. */
+static AsyncioSlotCore *spare_slot = NULL;
+
+static void
+release_slot(AsyncioSlotCore *slot, int tracked)
+{
+    if (spare_slot == NULL && Py_REFCNT(slot) == 1 && Py_TYPE(slot)->tp_finalize == NULL) {
+        if (tracked) {
+            PyObject_GC_UnTrack(slot);
+        }
+        as_clear(slot);  /* may run code: check again below */
+        if (spare_slot == NULL && Py_REFCNT(slot) == 1) {
+            spare_slot = slot;
+            return;
+        }
+        tracked = 0;
+    }
+    if (!tracked && Py_REFCNT(slot) > 1) {
+        PyObject_GC_Track(slot);
+    }
+    Py_DECREF(slot);
+}
+
 /* shift(func) in ``task`` of ``loop``: (value,) if func resumed the task at
  * once, else the slot to run (it yields itself to the task once). */
 /* shift(func) in ``task`` of ``loop``, as a HostShiftFn: 1 with *result the
@@ -749,29 +779,41 @@ shift_in_status(PyObject *func, PyObject *loop, PyObject *task, ThreadState *giv
         return -1;
     }
     PyTypeObject *tp = (PyTypeObject *)slot_type;
-    AsyncioSlotCore *slot = (AsyncioSlotCore *)tp->tp_alloc(tp, 0);
-    if (slot == NULL) {
-        Py_DECREF(st);
-        return -1;
+    AsyncioSlotCore *slot;
+    int tracked = 1;
+    if (spare_slot != NULL && Py_IS_TYPE(spare_slot, tp)) {
+        slot = spare_slot;
+        spare_slot = NULL;
+        tracked = 0;
+    }
+    else {
+        slot = (AsyncioSlotCore *)tp->tp_alloc(tp, 0);
+        if (slot == NULL) {
+            Py_DECREF(st);
+            return -1;
+        }
     }
     as_init_new(slot, (PyObject *)st, loop, task);
     Py_DECREF(st);
     int synchronous = synchronous_mode();
     if (synchronous < 0) {
-        Py_DECREF(slot);
+        release_slot(slot, tracked);
         return -1;
     }
     int wait = capi->must_wait(&slot->base, func, continuation_type, synchronous);
     if (wait < 0) {
-        Py_DECREF(slot);
+        release_slot(slot, tracked);
         return -1;
     }
     if (wait) {
+        if (!tracked) {
+            PyObject_GC_Track(slot);  /* the task will wait on it */
+        }
         *result = (PyObject *)slot;
         return 1;
     }
     PyObject *value = capi->outcome(&slot->base);
-    Py_DECREF(slot);
+    release_slot(slot, tracked);
     if (value == NULL) {
         return -1;
     }
