@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import outcome
@@ -293,3 +297,122 @@ def test_native_future_of_a_foreign_awaitable_gets_type_error() -> None:
     assert fut.done()
     with pytest.raises(TypeError, match="cannot serve"):
         reset(fut.get())
+
+
+# -- an error no one retrieves is reported, not lost -------------------------------------
+
+
+def _collect_unraisable(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    reports: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", reports.append)
+    return reports
+
+
+def test_an_error_left_in_a_dropped_future_is_reported(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports = _collect_unraisable(monkeypatch)
+
+    async def job() -> None:
+        raise ValueError("job failed")
+
+    async def main(h: Harness) -> list[str]:
+        kinds = []
+        for how in ("start", "set_exception", "set_outcome", "retrieved", "waited", "cancel"):
+            f: Future[Any] = Future.start(job) if how == "start" else Future()
+            if how == "set_exception":
+                f.set_exception(ValueError("set"))
+            elif how == "set_outcome":
+                f.set_outcome(outcome.Error(ValueError("outcome")))
+            elif how == "retrieved":
+                f.set_exception(ValueError("retrieved"))
+                with pytest.raises(ValueError):
+                    await f.get()
+            elif how == "waited":
+                w = h.spawn(f.get)
+                await h.settle()
+                f.set_exception(ValueError("waited"))
+                await h.settle()
+                with pytest.raises(ValueError):
+                    w.get()
+            elif how == "cancel":
+                f.set_exception(KeyboardInterrupt())  # not an error: not reported
+            del f
+            gc.collect()
+            kinds.append(how)
+        return kinds
+
+    dneio_runner.run(main)
+    gc.collect()
+    errors = [str(r.exc_value) for r in reports]
+    assert errors == ["job failed", "set", "outcome"]
+    assert all("never retrieved" in str(r.err_msg) for r in reports)
+
+
+def test_an_unretrieved_future_error_reaches_the_default_hook() -> None:
+    code = textwrap.dedent(
+        """
+        import gc
+        from dneio import Future
+
+        async def job():
+            raise ValueError("job failed")
+
+        f = Future.start(job())
+        del f
+        gc.collect()
+        print("done")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"
+    assert "ValueError: job failed" in out.stderr
+    assert "never retrieved" in out.stderr
+
+
+@pytest.mark.parametrize("bad", [5, None, "text"])
+def test_future_start_refuses_what_it_cannot_await(bad: Any) -> None:
+    with pytest.raises(TypeError, match="awaitable"):
+        Future.start(bad)
+
+
+@pytest.mark.parametrize("bad", [ValueError, "shutting down", 3])
+def test_closing_an_event_with_something_not_an_exception_is_refused(
+    dneio_runner: Harness, bad: Any
+) -> None:
+    """The error comes at once, and the event is as it was: its waiter still wakes."""
+
+    async def main(h: Harness) -> list[Any]:
+        ev = Event()
+        w = h.spawn(ev.wait)
+        await h.settle()
+        with pytest.raises(TypeError, match="exception instance"):
+            ev.close(bad)
+        assert not ev.is_set()
+        ev.set()
+        await h.settle()
+        w.get()
+        await ev.wait()
+        closing = Event()
+        c = h.spawn(closing.wait)
+        await h.settle()
+        closing.close(KeyError("closed"))
+        await h.settle()
+        with pytest.raises(KeyError):
+            c.get()
+        return [ev.is_set()]
+
+    assert dneio_runner.run(main) == [True]
+
+
+@pytest.mark.parametrize("bad", [ValueError, "failed"])
+def test_future_set_exception_refuses_what_is_not_an_exception(bad: Any) -> None:
+    f: Future[int] = Future()
+    with pytest.raises(TypeError, match="exception instance"):
+        f.set_exception(bad)
+    assert not f.done()
+    f.set(1)
+    assert f.done()

@@ -833,3 +833,24 @@ def test_a_request_reaches_a_server_through_every_kind_of_await() -> None:
             reset(requester(i))
         assert replies == [i * factor + 1 for i in range(5)], name
         assert len(seen) == (5 if name == "recorded" else 0)
+
+
+@pytest.mark.parametrize("bad", [ValueError, "shutting down"])
+def test_closing_a_queue_with_something_not_an_exception_is_refused(
+    dneio_runner: Harness, bad: Any
+) -> None:
+    """The error comes at once; the queue stays open and its requester is served."""
+
+    async def main(h: Harness) -> Any:
+        q: RequestQueue[int, int] = RequestQueue()
+        r = h.spawn(q.request, 20)
+        await h.settle()
+        with pytest.raises(TypeError, match="exception instance"):
+            q.close(bad)
+        assert not q.is_closed()
+        val, k = await q.get_one()
+        k.send(val + 1)
+        await h.settle()
+        return r.get()
+
+    assert dneio_runner.run(main) == 21

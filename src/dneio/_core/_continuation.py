@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import types
 from collections.abc import Callable
-from typing import Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import outcome
 
@@ -143,14 +143,18 @@ def run_cancel_callbacks(
 def report_unraisable(exc: BaseException, what: str) -> None:
     """Hand an error that has nowhere to go to ``sys.unraisablehook``; never raises.
 
-    The default hook accepts only the interpreter's own argument type, which
-    cannot be built from Python: it gets the error the interpreter's way, from
-    a finaliser, with ``what`` in a note.  A hook installed by the program (as
-    pytest does) gets the usual fields, ``err_msg`` included.
+    The hook gets the interpreter's own argument type, with ``err_msg``
+    saying what failed, so that the default hook prints that line above the
+    traceback, as it does for the interpreter's own reports.
     """
     hook = sys.unraisablehook
-    if hook is not sys.__unraisablehook__:
-        try:
+    try:
+        make = _hook_args_type()
+        if make is not None:
+            hook(make((type(exc), exc, exc.__traceback__, f"dneio: {what}", None)))
+            return
+        if hook is not sys.__unraisablehook__:
+            # Without the interpreter's type: one a hook written in Python reads the same.
             hook(
                 types.SimpleNamespace(
                     exc_type=type(exc),
@@ -161,13 +165,42 @@ def report_unraisable(exc: BaseException, what: str) -> None:
                 )
             )
             return
-        except Exception:
-            pass  # a hook that wants the interpreter's own argument type
+    except Exception:
+        pass  # a failing hook: the interpreter's own way below
     try:
         exc.add_note(f"dneio: {what}")
         _Unraisable(exc)  # reported when dropped, on the next line
     except Exception:
         pass
+
+
+_args_type: list[Callable[[tuple[object, ...]], Any] | None] = []
+
+
+def _hook_args_type() -> Callable[[tuple[object, ...]], Any] | None:
+    """The interpreter's argument type for ``sys.unraisablehook``, learnt once.
+
+    Python does not name it: one report is caught to learn it.  A report
+    another thread makes meanwhile is handed on to the hook it was meant for.
+    """
+    if _args_type:
+        return _args_type[0]
+    caught: list[Any] = []
+    probe = ValueError("dneio: learning the unraisablehook argument type")
+    previous = sys.unraisablehook
+    sys.unraisablehook = caught.append
+    try:
+        _Unraisable(probe)
+    finally:
+        sys.unraisablehook = previous
+    found: Callable[[tuple[object, ...]], Any] | None = None
+    for args in caught:
+        if getattr(args, "exc_value", None) is probe:
+            found = type(args)
+        else:
+            previous(args)
+    _args_type.append(found)
+    return found
 
 
 class _Unraisable:

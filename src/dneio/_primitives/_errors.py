@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ClosedError(Exception):
     """The primitive was closed, so the operation can never complete.
@@ -16,3 +18,13 @@ class EndOfChannel(Exception):
 
     ``async for`` over a channel ends quietly when this is raised.
     """
+
+
+def check_exception(exc: Any, where: str) -> BaseException:
+    """``exc`` if it is an exception instance; a clear TypeError otherwise."""
+    if isinstance(exc, BaseException):
+        return exc
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        raise TypeError(f"{where} takes an exception instance, not the class {exc.__name__}: "
+                        f"pass {exc.__name__}(...)")
+    raise TypeError(f"{where} takes an exception instance, not {exc!r}")

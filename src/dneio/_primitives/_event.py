@@ -8,7 +8,7 @@ from typing import Any
 from .._core._continuation import AnsweringContinuation
 from .._core._registry import ki_sensitive
 from .._core._shift import shift
-from ._errors import ClosedError
+from ._errors import ClosedError, check_exception
 from ._waiters import Waiters, wake_all
 
 
@@ -69,6 +69,8 @@ class Event:
 
         ``exc`` defaults to :class:`ClosedError`.
         """
+        if exc is not None:
+            check_exception(exc, "Event.close()")
         if self._set or self._closed is not None:
             return
         if exc is None:

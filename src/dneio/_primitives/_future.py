@@ -9,10 +9,11 @@ from typing import Any, Generic, TypeVar
 
 import outcome
 
-from .._core._continuation import AnsweringContinuation
+from .._core._continuation import AnsweringContinuation, report_unraisable
 from .._core._driver import reset
 from .._core._registry import ki_sensitive
 from .._core._shift import shift
+from ._errors import check_exception
 from ._waiters import Waiters, wake_all
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ class Future(Generic[T]):
     waiting; the result stays in the future for everyone else.
     """
 
-    __slots__ = ("_done", "_is_exc", "_tb", "_value", "_waiters")
+    __slots__ = ("_done", "_is_exc", "_tb", "_unseen", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._done = False
@@ -44,6 +45,9 @@ class Future(Generic[T]):
         # waiters' frames do not pile up on it.
         self._tb: TracebackType | None = None
         self._waiters: Waiters[None] = Waiters()
+        # While an error that no one has been given is in the future: what
+        # reports it if the future is dropped so.
+        self._unseen: _NeverRetrieved | None = None
 
     def __repr__(self) -> str:
         if not self._done:
@@ -60,6 +64,11 @@ class Future(Generic[T]):
         awaitable awaits something dneio cannot serve, it continues as a
         task of the running trio or asyncio loop.
         """
+        if not (inspect.isawaitable(awaitable) or callable(awaitable)):
+            raise TypeError(
+                f"Future.start() takes an awaitable, or a function that returns one, "
+                f"not {awaitable!r}"
+            )
         future: Future[T] = cls()
         reset(future._fill_from(awaitable))
         return future
@@ -82,6 +91,7 @@ class Future(Generic[T]):
         """Wait until the future is filled; return its value or raise its exception."""
         if self._done:
             if self._is_exc:
+                self._seen()
                 raise self._value.with_traceback(self._tb)
             return self._value  # type: ignore[no-any-return]
         return await shift(self.get_cb)
@@ -92,6 +102,7 @@ class Future(Generic[T]):
         if not self._done:
             self._waiters.push(k, None)
         elif self._is_exc:
+            self._seen()
             k.throw(self._value.with_traceback(self._tb))
         else:
             k.send(self._value)
@@ -102,9 +113,7 @@ class Future(Generic[T]):
 
     def set_exception(self, exc: BaseException) -> None:
         """Fill the future with ``exc`` (raised by every :meth:`get`) and wake every waiter."""
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"set_exception() takes an exception instance, not {exc!r}")
-        self._finish(True, exc)
+        self._finish(True, check_exception(exc, "set_exception()"))
 
     def set_outcome(self, result: outcome.Outcome[T]) -> None:
         """Fill the future with an :class:`outcome.Value` or :class:`outcome.Error`."""
@@ -116,6 +125,12 @@ class Future(Generic[T]):
             raise TypeError(
                 f"set_outcome() takes an outcome.Value or outcome.Error, not {result!r}"
             )
+
+    def _seen(self) -> None:
+        unseen = self._unseen
+        if unseen is not None:
+            self._unseen = None
+            unseen.exc = None
 
     def _finish(self, is_exc: bool, value: Any) -> None:
         if self._done:
@@ -129,3 +144,23 @@ class Future(Generic[T]):
             self._tb = value.__traceback__
         if self._waiters:
             wake_all(self._waiters.pop_all(), value, is_exc)
+        elif is_exc and isinstance(value, Exception):
+            # As asyncio does, an error no one ever gets is reported, not lost.
+            self._unseen = _NeverRetrieved(value)
+
+
+class _NeverRetrieved:
+    """Reports a future's error when it is dropped with the future, unseen."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc: BaseException | None = exc
+
+    def __del__(self) -> None:
+        if self.exc is not None:
+            report_unraisable(
+                self.exc,
+                "a Future's exception was never retrieved (no get() was made for it); "
+                "await get() on the future, or handle the error where it is raised",
+            )

@@ -12,7 +12,7 @@ from .._core._driver import NativeContinuation, is_live_native
 from .._core._impl import own_methods
 from .._core._registry import ki_sensitive
 from .._core._shift import shift
-from ._errors import ClosedError
+from ._errors import ClosedError, check_exception
 from ._waiters import Waiters, _NoCore, _queue_c, resume_unless_cancelled, wake_all
 
 In = TypeVar("In")
@@ -276,6 +276,8 @@ class RequestQueue(_QueueBase, Generic[In, Out]):  # type: ignore[misc]
         a server are unaffected: it still owes them a reply.  Closing again
         does nothing.
         """
+        if exc is not None:
+            check_exception(exc, "RequestQueue.close()")
         if self._closed is not None:
             return
         if exc is None:
