@@ -91,6 +91,32 @@ def test_marker_and_option_restrict_the_runners(pytester: pytest.Pytester) -> No
     result.stderr.fnmatch_lines(["*unknown runner*nonesuch*"])
 
 
+def test_a_marker_naming_unknown_runners_is_an_error(pytester: pytest.Pytester) -> None:
+    # A typo would otherwise deselect the test on every runner, silently.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.dneio_runners("asynico", "native", "tiro")
+        def test_typo(dneio_runner):
+            pass
+
+        def test_other():
+            pass
+        """
+    )
+    result = pytester.runpytest("--dneio-runners=native")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*In test_typo: @pytest.mark.dneio_runners: unknown runner(s) 'asynico', 'tiro';"
+            f" choose from {', '.join(ALL_RUNNERS)}*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*deselected*")
+    result.stdout.no_fnmatch_line("*'native'*")
+
+
 def test_a_projects_own_dneio_runner_fixture_wins(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """

@@ -5,7 +5,8 @@ It acts only on tests that opt in, and only under names of its own:
 * a test that takes the ``dneio_runner`` fixture (a :class:`dneio.testing.Harness`)
   is collected once per runner and calls ``dneio_runner.run(async_fn)``;
 * ``@pytest.mark.dneio_runners("trio", "asyncio")`` restricts such a test,
-  and ``--dneio-runners=native,trio`` restricts them all;
+  and ``--dneio-runners=native,trio`` restricts them all (a name that is not a
+  runner is an error in either);
 * a fixture called ``dneio_runner`` that a project defines itself wins over
   this one, and then the plugin leaves its tests alone.
 
@@ -14,6 +15,7 @@ Tests that do not ask for ``dneio_runner`` are never touched.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -49,15 +51,23 @@ def dneio_runner(request: Any) -> Harness:
     return Harness(name)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Refuse a marker naming runners that do not exist: it would deselect the test everywhere."""
+    marker = metafunc.definition.get_closest_marker(_MARKER)
+    if marker is None or "dneio_runner" not in metafunc.fixturenames:
+        return
+    if _ours(metafunc.definition):
+        error = _unknown_runners(f"@pytest.mark.{_MARKER}", marker.args)
+        if error is not None:
+            pytest.fail(f"In {metafunc.definition.name}: {error}", pytrace=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Drop the runs of ``dneio_runner`` tests on runners the option or marker leave out."""
     chosen = {n for n in config.getoption("--dneio-runners").split(",") if n}
-    unknown = chosen.difference(ALL_RUNNERS)
-    if unknown:
-        raise pytest.UsageError(
-            f"--dneio-runners: unknown runner(s) {sorted(unknown)}; "
-            f"choose from {', '.join(ALL_RUNNERS)}"
-        )
+    error = _unknown_runners("--dneio-runners", chosen)
+    if error is not None:
+        raise pytest.UsageError(error)
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
@@ -74,6 +84,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def _unknown_runners(where: str, names: Iterable[object]) -> str | None:
+    """The error for the names in ``names`` that are not dneio runners, or None if all are."""
+    unknown = sorted({repr(n) for n in names if n not in ALL_RUNNERS})
+    if not unknown:
+        return None
+    return f"{where}: unknown runner(s) {', '.join(unknown)}; choose from {', '.join(ALL_RUNNERS)}"
 
 
 def _ours(item: pytest.Item) -> bool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import selectors
 import socket
 import threading
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -357,6 +359,79 @@ def test_run_until_and_timeout(pair: Any, selector: Selector) -> None:
     b.send(b"x")
     assert selector.run(5) is True
     assert done == ["read", "ticked"]
+
+
+def test_a_far_timer_is_waited_for_a_day_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel refuses a timeout of a month (epoll) or more: each wait stops at a day."""
+    from dneio._io import _selector
+
+    now = 1000.0
+    timeouts: list[float | None] = []
+
+    class Kernel(selectors.SelectSelector):
+        def select(self, timeout: float | None = None) -> list[Any]:
+            nonlocal now
+            timeouts.append(timeout)
+            assert timeout is not None, "would block forever"
+            now += timeout  # the wait runs to its end: nothing is registered
+            return []
+
+    monkeypatch.setattr(_selector, "time", types.SimpleNamespace(monotonic=lambda: now))
+    woken: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await sel.sleep(seconds)
+        woken.append((name, now))
+
+    month = 30 * 24 * 3600
+    with Selector(Kernel()) as sel:
+        reset(sleeper("monthly", month))
+        reset(sleeper("tick", 0.05))
+        assert sel.run() is True
+    assert [name for name, _ in woken] == ["tick", "monthly"]
+    assert woken[0][1] == pytest.approx(1000.05)
+    assert woken[1][1] == pytest.approx(1000 + month)  # on time, not a day late
+    assert timeouts[0] == pytest.approx(0.05)
+    assert max(t for t in timeouts if t is not None) <= 24 * 3600
+    assert len(timeouts) <= 33
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        name
+        for name in ("EpollSelector", "PollSelector", "SelectSelector")
+        if hasattr(selectors, name)
+    ],
+)
+@pytest.mark.parametrize("seconds", [30 * 24 * 3600, 1e10, 1e300, math.inf])
+def test_a_far_timer_leaves_run_serving_the_others(kind: str, seconds: float, pair: Any) -> None:
+    """Blocking in the kernel until a reader's fd is ready, with a far timer pending."""
+    a, b = pair
+    done: list[str] = []
+
+    async def far() -> None:
+        try:
+            await sel.sleep(seconds)
+        except RuntimeError:  # closed under it, at the end
+            return
+        done.append("far")
+
+    async def reader() -> None:
+        await sel.wait_readable(a)
+        done.append("read")
+
+    # No fd check: the wait in the kernel is the timer's alone.
+    with Selector(getattr(selectors, kind)(), check_interval=None) as sel:
+        reset(far())
+        reset(reader())
+        sender = threading.Timer(0.05, b.send, (b"x",))
+        sender.start()
+        try:
+            assert sel.run(until=lambda: "read" in done) is True
+        finally:
+            sender.join()
+        assert done == ["read"] and sel.waiting() == 1
 
 
 def test_run_is_not_reentrant_and_belongs_to_its_thread(pair: Any, selector: Selector) -> None:

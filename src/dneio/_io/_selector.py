@@ -33,6 +33,11 @@ _KERNEL_CHECKED: tuple[type[selectors.BaseSelector], ...] = tuple(
     if hasattr(selectors, name)
 )
 
+# The longest single wait in the kernel, in seconds: epoll refuses a timeout of
+# 25 days or more and select() one past time_t, so a later deadline is waited
+# for a day at a time (asyncio caps its select the same way).
+_MAX_WAIT = 24 * 3600.0
+
 # A batch of resumptions: (continuation, exception to throw or None).
 _Batch = list[tuple[Any, BaseException | None]]
 
@@ -206,7 +211,7 @@ class Selector:
         if check is not None and self._fds and wait >= check:
             idle_check, wait = True, check
         try:
-            events = self._sel.select(None if wait == math.inf else wait)
+            events = self._sel.select(None if wait == math.inf else min(wait, _MAX_WAIT))
         except OSError:
             # select() fails as a whole for one bad fd: find it and fail its waiters.
             bad = self._check_fds()
