@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import outcome
 import pytest
 
 from dneio import ContinuationDropped, shift
@@ -454,3 +455,63 @@ def test_a_cycle_through_a_continuation_resumed_later_is_collected(
     dneio_runner: Harness,
 ) -> None:
     _cycles_through_kept_continuations_are_collected(dneio_runner, "later")
+
+
+@pytest.mark.dneio_runners(*ALL_RUNNERS)
+@pytest.mark.parametrize("how", ["throw at once", "resume", "func raises"])
+def test_a_stop_iteration_thrown_in_is_not_taken_for_a_return(
+    dneio_runner: Harness, how: str
+) -> None:
+    """StopIteration cannot come out of an await as itself (it would read as a return).
+
+    It comes out as RuntimeError whose cause it is, as PEP 479 has it for
+    generators, on every core; StopAsyncIteration (which ends an async for)
+    comes out as itself.
+    """
+    _stop_iteration_comes_out_as_an_error(dneio_runner, how)
+
+
+@HOSTS
+def test_a_stop_iteration_thrown_into_a_parked_host_task_is_not_taken_for_a_return(
+    dneio_runner: Harness,
+) -> None:
+    _stop_iteration_comes_out_as_an_error(dneio_runner, "throw later")
+
+
+def _stop_iteration_comes_out_as_an_error(dneio_runner: Harness, how: str) -> None:
+    async def main(h: Harness) -> list[Any]:
+        seen: list[Any] = []
+        for exc in (StopIteration("end"), StopAsyncIteration("end")):
+            parked: list[Any] = []
+
+            def func(k: Any, exc: BaseException = exc, parked: list[Any] = parked) -> None:
+                if how == "throw at once":
+                    k.throw(exc)
+                elif how == "resume":
+                    k.resume(outcome.Error(exc))
+                elif how == "func raises":
+                    raise exc
+                else:
+                    parked.append(k)
+
+            t = h.spawn(_throw_later, h, parked, exc) if how == "throw later" else None
+            try:
+                got = await shift(func)
+            except RuntimeError as e:
+                seen.append(("RuntimeError", e.__cause__ is exc))
+            except BaseException as e:
+                seen.append((type(e).__name__, e is exc))
+            else:
+                seen.append(("returned", got))
+            if t is not None:
+                await h.settle()
+                t.get()
+        return seen
+
+    assert dneio_runner.run(main) == [("RuntimeError", True), ("StopAsyncIteration", True)]
+
+
+async def _throw_later(h: Harness, parked: list[Any], exc: BaseException) -> None:
+    while not parked:
+        await _sleep(h, 0.001)
+    parked.pop().throw(exc)

@@ -38,6 +38,12 @@
 #define FREE_MAX 64
 #endif
 
+/* The error a StopIteration comes out of an await as (see stop_out_as_error;
+ * _driver_py.STOP_MESSAGE is the same). */
+#define STOP_MESSAGE \
+    "StopIteration was raised into an await, where it would read as the await returning: " \
+    "it is this error's __cause__"
+
 /* Python objects registered by setup(). */
 static PyObject *local_obj = NULL;      /* _impl.local */
 static PyObject *shift_mark = NULL;     /* _driver_py.SHIFT (its repr explains a misrouted shift) */
@@ -1799,6 +1805,36 @@ host_shift(PyObject *func, ThreadState *st, PyObject **result)
     return host_shift_result(PyObject_Vectorcall(py_host_shift, call_args, 2, NULL), result);
 }
 
+/* A StopIteration raised out of the await would be read as the await's
+ * return (its value the result): it comes out as a RuntimeError whose cause
+ * it is, as PEP 479 has it for generators.  Called with an error set. */
+static void
+stop_out_as_error(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        return;
+    }
+    PyObject *type, *stop, *tb;
+    PyErr_Fetch(&type, &stop, &tb);
+    PyErr_NormalizeException(&type, &stop, &tb);
+    if (tb != NULL && stop != NULL) {
+        PyException_SetTraceback(stop, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *error = PyObject_CallFunction(PyExc_RuntimeError, "s", STOP_MESSAGE);
+    if (error == NULL) {
+        Py_XDECREF(stop);
+        return;  /* that error instead */
+    }
+    if (stop != NULL) {
+        PyException_SetContext(error, Py_NewRef(stop));
+        PyException_SetCause(error, stop);  /* steals it */
+    }
+    PyErr_SetObject(PyExc_RuntimeError, error);
+    Py_DECREF(error);
+}
+
 static PySendResult
 sh_am_send(Shift *self, PyObject *arg, PyObject **result)
 {
@@ -1836,6 +1872,7 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
         if (served <= 0) {
             self->state = SH_DONE;
             *result = NULL;
+            stop_out_as_error();
             return PYGEN_ERROR;
         }
         if (served == 2) {
@@ -1854,6 +1891,9 @@ sh_am_send(Shift *self, PyObject *arg, PyObject **result)
         if (r != PYGEN_NEXT) {
             self->state = SH_DONE;
             Py_CLEAR(self->obj);
+            if (r == PYGEN_ERROR) {
+                stop_out_as_error();
+            }
         }
         return r;
     }
@@ -1973,6 +2013,7 @@ sh_throw(Shift *self, PyObject *args)
         if (r == NULL) {
             self->state = SH_DONE;
             Py_CLEAR(self->obj);
+            stop_out_as_error();
         }
         return r;
     }
@@ -1993,6 +2034,7 @@ sh_throw(Shift *self, PyObject *args)
     else {
         PyErr_SetString(PyExc_TypeError, "throw() takes an exception");
     }
+    stop_out_as_error();
     return NULL;
 }
 

@@ -492,6 +492,15 @@ async def never_run() -> None:
     """A coroutine that is never started: the compiled reset learns from one what a fresh one is."""
 
 
+# A StopIteration raised out of an await would be read as the await
+# returning: it comes out as a RuntimeError whose cause it is, as PEP 479
+# has it for generators (the compiled core says the same).
+STOP_MESSAGE = (
+    "StopIteration was raised into an await, where it would read as the await returning: "
+    "it is this error's __cause__"
+)
+
+
 def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     # The hot path: natively, one thread-local read, one list and one yield.
     st = _local.state
@@ -502,15 +511,20 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         except GeneratorExit:
             if park[0] is not SHIFT:
                 raise  # thrown in by a resumption
+        except StopIteration as stop:
+            raise RuntimeError(STOP_MESSAGE) from stop
         # The coroutine is being closed while it waits here (handled outside
         # the except clause, so that callback errors are not chained to it).
         _closed_here(park)
         raise GeneratorExit
     # (No new local: each one would make every parked native coroutine bigger.)
-    park = host_shift(func)
-    if type(park) is tuple:
-        return park[0]  # resumed before the task had to suspend
-    return (yield from park)
+    try:
+        park = host_shift(func)
+        if type(park) is tuple:
+            return park[0]  # resumed before the task had to suspend
+        return (yield from park)
+    except StopIteration as stop:
+        raise RuntimeError(STOP_MESSAGE) from stop
 
 
 _PROBE = object()
