@@ -277,3 +277,26 @@ def test_an_operation_that_raises_withdraws_the_started_ones(dneio_runner: Harne
         return len(ch), await shift(ch.receive_cb)
 
     assert dneio_runner.run(main) == (1, "kept")
+
+
+@pytest.mark.parametrize("capacity", [0, 1])
+def test_a_send_that_wins_over_its_own_receive_loses_no_item(
+    dneio_runner: Harness, capacity: int
+) -> None:
+    """One task races a send and a receive on the same channel.
+
+    The receive finds the task's own send waiting; resuming the send wins the
+    race and withdraws the receive, so the item stays in the channel and the
+    next receiver gets it, once.
+    """
+
+    async def main(h: Harness) -> list[Any]:
+        ch: Channel[str] = Channel(capacity)
+        if capacity:
+            await ch.send("first")  # the buffer is full: the send waits for room
+        won = await first_of(partial(ch.send_cb, "item"), ch.receive_cb)
+        got = [await ch.receive() for _ in range(1 + capacity)]
+        return [won, got]
+
+    expected = [(0, None), ["item"]] if capacity == 0 else [(0, None), ["first", "item"]]
+    assert dneio_runner.run(main) == expected

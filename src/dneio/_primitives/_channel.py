@@ -151,7 +151,13 @@ class Channel(Generic[T]):
         # the other's code in between; the sender, waiting longer, runs first.
         with resumptions_held():
             sk.send(None)
-            k.send(item)
+            if k.is_cancelled():
+                # Withdrawn by the sender's own resumption: both are branches
+                # of one first_of, whose send won.  The item stays first in
+                # line for the next receiver instead of being lost.
+                self._buffer.appendleft(item)
+            else:
+                k.send(item)
 
     def __aiter__(self) -> Channel[T]:
         return self
