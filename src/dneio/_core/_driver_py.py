@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from types import CoroutineType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ._continuation import (
     AnsweringContinuation,
@@ -501,6 +501,11 @@ STOP_MESSAGE = (
 )
 
 
+def _stop_out_as_error() -> NoReturn:
+    """Raise the error that the StopIteration being handled comes out of an await as."""
+    raise RuntimeError(STOP_MESSAGE) from sys.exc_info()[1]
+
+
 def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
     # The hot path: natively, one thread-local read, one list and one yield.
     st = _local.state
@@ -511,8 +516,8 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         except GeneratorExit:
             if park[0] is not SHIFT:
                 raise  # thrown in by a resumption
-        except StopIteration as stop:
-            raise RuntimeError(STOP_MESSAGE) from stop
+        except StopIteration:
+            _stop_out_as_error()  # binds no name: a local would enlarge every parked coroutine
         # The coroutine is being closed while it waits here (handled outside
         # the except clause, so that callback errors are not chained to it).
         _closed_here(park)
@@ -523,8 +528,8 @@ def _shift_body(func: Callable[[Any], Any]) -> Generator[Any, Any, Any]:
         if type(park) is tuple:
             return park[0]  # resumed before the task had to suspend
         return (yield from park)
-    except StopIteration as stop:
-        raise RuntimeError(STOP_MESSAGE) from stop
+    except StopIteration:
+        _stop_out_as_error()
 
 
 _PROBE = object()
