@@ -15,6 +15,7 @@ import outcome
 import pytest
 
 from dneio import ContinuationDropped, shift
+from dneio import reset as dneio_reset
 from dneio._hosts import _parking as hc
 from dneio.testing import ALL_RUNNERS, Harness
 
@@ -515,3 +516,56 @@ async def _throw_later(h: Harness, parked: list[Any], exc: BaseException) -> Non
     while not parked:
         await _sleep(h, 0.001)
     parked.pop().throw(exc)
+
+
+def test_a_value_is_not_kept_while_another_thread_runs_native_code() -> None:
+    """The value an asyncio task is resumed with goes when the task lets it go.
+
+    Another thread is inside a native step all the while (on 3.12 and later
+    such a step empties what it used when it ends; what the task used must
+    not wait for it).
+    """
+    import asyncio
+
+    class Value:
+        pass
+
+    inside = threading.Event()
+    leave = threading.Event()
+
+    async def native() -> None:
+        inside.set()
+        leave.wait(10)
+
+    thread = threading.Thread(target=lambda: dneio_reset(native()))
+    thread.start()
+    try:
+        assert inside.wait(10)
+
+        async def main() -> list[bool]:
+            alive = []
+            for _ in range(3):
+                got = await shift(lambda k: k.send(Value()))
+                ref = weakref.ref(got)
+                del got
+                alive.append(ref() is not None)
+            return alive
+
+        assert asyncio.run(main()) == [False, False, False]
+    finally:
+        leave.set()
+        thread.join()
+
+
+def test_a_stop_iteration_taken_by_hand_pickles_as_one() -> None:
+    """Driving the shift by hand gives a StopIteration carrying the value, as any await would."""
+    import asyncio
+    import pickle
+
+    async def main() -> Any:
+        step = shift(lambda k: k.send([5])).__await__()
+        with pytest.raises(StopIteration) as caught:
+            step.send(None)
+        return pickle.loads(pickle.dumps(caught.value)).value
+
+    assert asyncio.run(main()) == [5]

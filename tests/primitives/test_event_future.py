@@ -11,7 +11,7 @@ from typing import Any
 import outcome
 import pytest
 
-from dneio import ClosedError, Event, Future, InvalidStateError, reset, shift
+from dneio import ClosedError, Event, Future, InvalidStateError, first_of, reset, shift
 from dneio.testing import Harness
 
 
@@ -349,6 +349,23 @@ def test_an_error_left_in_a_dropped_future_is_reported(
     assert all("never retrieved" in str(r.err_msg) for r in reports)
 
 
+def test_an_error_whose_only_waiter_was_withdrawn_is_reported(
+    dneio_runner: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter left before the error came (its first_of was won by another branch)."""
+    reports = _collect_unraisable(monkeypatch)
+
+    async def main(h: Harness) -> Any:
+        f: Future[Any] = Future()
+        won = await first_of(f.get_cb, lambda k: k.send("other"))
+        f.set_exception(ValueError("withdrawn"))
+        return won
+
+    assert dneio_runner.run(main) == (1, "other")
+    gc.collect()
+    assert [str(r.exc_value) for r in reports] == ["withdrawn"]
+
+
 def test_an_unretrieved_future_error_reaches_the_default_hook() -> None:
     code = textwrap.dedent(
         """
@@ -416,3 +433,33 @@ def test_future_set_exception_refuses_what_is_not_an_exception(bad: Any) -> None
     assert not f.done()
     f.set(1)
     assert f.done()
+
+
+def test_reporting_an_error_keeps_nothing_of_the_reporting_frames() -> None:
+    """The first report (which learns the hook's argument type) leaves no frame alive."""
+    code = textwrap.dedent(
+        """
+        import gc, sys, weakref
+        sys.unraisablehook = lambda args: print("reported", args.exc_value)
+        from dneio import Future
+
+        class Big:
+            pass
+
+        def work():
+            big = Big()
+            ref = weakref.ref(big)
+            f = Future()
+            f.set_exception(ValueError("boom"))
+            del f
+            return ref
+
+        for _ in range(2):
+            ref = work()
+            gc.collect()
+            print("alive" if ref() is not None else "freed")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["reported", "boom", "freed", "reported", "boom", "freed"]

@@ -280,23 +280,31 @@ def test_an_operation_that_raises_withdraws_the_started_ones(dneio_runner: Harne
 
 
 @pytest.mark.parametrize("capacity", [0, 1])
+@pytest.mark.parametrize("order", ["send first", "receive first"])
 def test_a_send_that_wins_over_its_own_receive_loses_no_item(
-    dneio_runner: Harness, capacity: int
+    dneio_runner: Harness, capacity: int, order: str
 ) -> None:
     """One task races a send and a receive on the same channel.
 
-    The receive finds the task's own send waiting; resuming the send wins the
-    race and withdraws the receive, so the item stays in the channel and the
-    next receiver gets it, once.
+    Whichever of the two is started first, the other meets it; the send wins
+    the race and withdraws the receive, so the item stays in the channel and
+    the next receiver gets it, once.
     """
 
     async def main(h: Harness) -> list[Any]:
         ch: Channel[str] = Channel(capacity)
-        if capacity:
+        if capacity and order == "send first":
             await ch.send("first")  # the buffer is full: the send waits for room
-        won = await first_of(partial(ch.send_cb, "item"), ch.receive_cb)
-        got = [await ch.receive() for _ in range(1 + capacity)]
+        # (Started first, a receive waits only while the buffer is empty.)
+        ops = [partial(ch.send_cb, "item"), ch.receive_cb]
+        if order == "receive first":
+            index, value = await first_of(*reversed(ops))
+            won = (1 - index, value)
+        else:
+            won = await first_of(*ops)
+        got = [await ch.receive() for _ in range(2 if capacity and order == "send first" else 1)]
         return [won, got]
 
-    expected = [(0, None), ["item"]] if capacity == 0 else [(0, None), ["first", "item"]]
+    prefilled = capacity and order == "send first"
+    expected = [(0, None), ["first", "item"]] if prefilled else [(0, None), ["item"]]
     assert dneio_runner.run(main) == expected

@@ -188,17 +188,25 @@ def _hook_args_type() -> Callable[[tuple[object, ...]], Any] | None:
     caught: list[Any] = []
     probe = ValueError("dneio: learning the unraisablehook argument type")
     previous = sys.unraisablehook
-    sys.unraisablehook = caught.append
+    catch = caught.append
+    sys.unraisablehook = catch
     try:
         _Unraisable(probe)
     finally:
-        sys.unraisablehook = previous
+        if sys.unraisablehook is catch:  # not replaced by another thread meanwhile
+            sys.unraisablehook = previous
     found: Callable[[tuple[object, ...]], Any] | None = None
-    for args in caught:
+    while caught:
+        args = caught.pop(0)
         if getattr(args, "exc_value", None) is probe:
             found = type(args)
         else:
             previous(args)
+        del args
+    # The probe's traceback holds the frames that reported it, this one's
+    # caller among them, and the hook's argument is not seen by the
+    # collector: nothing of the probe may stay.
+    probe.__traceback__ = None
     _args_type.append(found)
     return found
 

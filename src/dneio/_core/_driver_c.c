@@ -279,9 +279,10 @@ static PyTypeObject Shift_Type;
  * raises one, and making it is most of the cost).  step() empties it once
  * the coroutine has run on, so that it keeps no value alive. */
 static PyObject *spare_stop = NULL;
-/* Native steps in progress, on any thread (GIL-protected).  Each empties
- * the spare StopIteration when it ends (step_impl). */
-static int steps_running = 0;
+/* Native steps in progress on this thread.  Each empties the spare
+ * StopIteration when it ends (step_impl); a value may go in it only while
+ * one is in progress on the thread that takes the value. */
+static _Thread_local int steps_running = 0;
 
 /* May ``args`` be refilled in place: a one-tuple only its exception holds?
  * Not from 3.14 on, where a tuple keeps its hash once computed. */
@@ -2422,6 +2423,10 @@ make_host_continuation(SlotCore *self, PyObject *make, int *tracked)
         else
 #endif
         {
+#ifdef DNEIO_FREE_LISTS
+            /* One of another host's class: freed, so that this host's take its place. */
+            Py_CLEAR(spare_k);
+#endif
             k = (HostCore *)tp->tp_alloc(tp, 0);
             if (k == NULL) {
                 return NULL;
@@ -3718,7 +3723,12 @@ PyInit__driver_c(void)
         || PyModule_AddObjectRef(m, "ShiftType", (PyObject *)&Shift_Type) < 0
         || PyModule_AddObjectRef(m, "SlotCore", (PyObject *)&SlotCore_Type) < 0
         || PyModule_AddObjectRef(m, "HostCore", (PyObject *)&HostCore_Type) < 0
-        || PyModule_AddObjectRef(m, "resumptions_held", (PyObject *)&Held_Type) < 0) {
+        || PyModule_AddObjectRef(m, "resumptions_held", (PyObject *)&Held_Type) < 0
+#if PY_VERSION_HEX >= 0x030C0000
+        /* Named where pickle looks for it. */
+        || PyModule_AddObjectRef(m, "StopIteration", (PyObject *)own_stop_type) < 0
+#endif
+        ) {
         Py_DECREF(m);
         return NULL;
     }

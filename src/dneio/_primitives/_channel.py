@@ -11,6 +11,7 @@ from .._core._continuation import AnsweringContinuation
 from .._core._registry import ki_sensitive
 from .._core._shift import shift
 from ._errors import ClosedError, EndOfChannel
+from ._first_of import same_first_of
 from ._waiters import Waiters, resume_unless_cancelled, wake_all
 
 T = TypeVar("T")
@@ -83,6 +84,13 @@ class Channel(Generic[T]):
             receiver = self._receivers.pop()
             if receiver is None:
                 break
+            if same_first_of(receiver[0], k):
+                # The task's own receive, raced against this send: the send
+                # wins, as when the receive meets the send (see receive_cb),
+                # and the item waits in the channel for the next receiver.
+                self._buffer.append(item)
+                k.send(None)
+                return
             # The buffer is empty whenever a receiver waits: hand over
             # directly.  Both are claimed before either runs, so neither
             # can be cancelled by the other's code in between.  A receiver

@@ -207,6 +207,25 @@ class Branch(AnsweringContinuation[Any, T, Any]):
         )
 
 
+def same_first_of(a: Any, b: Any) -> bool:
+    """Are ``a`` and ``b`` branches of one ``first_of`` (or of first_ofs nested in one)?
+
+    Resuming either would withdraw the other: an operation that meets its
+    own task's other operation must not hand anything over through it.
+    """
+    if type(a) is not Branch or type(b) is not Branch:
+        return False
+    races = set()
+    while type(a) is Branch:
+        races.add(id(a._race))
+        a = a._race.k
+    while type(b) is Branch:
+        if id(b._race) in races:
+            return True
+        b = b._race.k
+    return False
+
+
 def _report(k: Any, exc: BaseException, what: str) -> None:
     """Report an error of a withdrawn branch's callback the way ``k``'s host would."""
     while isinstance(k, Branch):

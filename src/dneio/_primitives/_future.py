@@ -102,7 +102,8 @@ class Future(Generic[T]):
         if not self._done:
             self._waiters.push(k, None)
         elif self._is_exc:
-            self._seen()
+            if not k.is_cancelled():
+                self._seen()
             k.throw(self._value.with_traceback(self._tb))
         else:
             k.send(self._value)
@@ -142,8 +143,9 @@ class Future(Generic[T]):
         self._value = value
         if is_exc:
             self._tb = value.__traceback__
-        if self._waiters:
-            wake_all(self._waiters.pop_all(), value, is_exc)
+        waiting = self._waiters.pop_all() if self._waiters else None  # the live ones
+        if waiting:
+            wake_all(waiting, value, is_exc)
         elif is_exc and isinstance(value, Exception):
             # As asyncio does, an error no one ever gets is reported, not lost.
             self._unseen = _NeverRetrieved(value)
