@@ -282,7 +282,13 @@ static PyObject *spare_stop = NULL;
 /* Native steps in progress on this thread.  Each empties the spare
  * StopIteration when it ends (step_impl); a value may go in it only while
  * one is in progress on the thread that takes the value. */
+#if defined(__GNUC__) && defined(__ELF__)
+/* Read at every resumption with a value: the initial-exec model makes it one
+ * load, where the default calls into the dynamic loader. */
+static _Thread_local int steps_running __attribute__((tls_model("initial-exec"))) = 0;
+#else
 static _Thread_local int steps_running = 0;
+#endif
 
 /* May ``args`` be refilled in place: a one-tuple only its exception holds?
  * Not from 3.14 on, where a tuple keeps its hash once computed. */
