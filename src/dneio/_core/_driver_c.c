@@ -372,10 +372,9 @@ own_stop_dealloc(PyObject *op)
     if (free_own_stop == NULL && e->dict == NULL && e->notes == NULL && e->traceback == NULL
         && e->context == NULL && e->cause == NULL && refillable(e->args)) {
         /* Releasing the value may run code, which cannot reach this
-         * object (untracked, no references) but may fill the free slot. */
-        PyObject *item = refill(e->args, Py_None);
-        Py_CLEAR(((PyStopIterationObject *)e)->value);
-        Py_DECREF(item);
+         * object (untracked, no references) but may fill the free slot.
+         * (Refilled in place: this cannot fail.) */
+        set_stop_value(e, Py_None);
         if (free_own_stop == NULL) {
             free_own_stop = e;
             return;
@@ -396,10 +395,8 @@ own_stop(PyObject *value)
         e = free_own_stop;
         free_own_stop = NULL;
         _Py_NewReference((PyObject *)e);
-        PyObject *item = refill(e->args, value);
-        Py_DECREF(item);  /* None */
+        set_stop_value(e, value);  /* it was emptied to None in place: cannot fail */
         e->suppress_context = 0;
-        ((PyStopIterationObject *)e)->value = Py_NewRef(value);
         PyObject_GC_Track(e);
         return (PyObject *)e;
     }
@@ -408,12 +405,10 @@ own_stop(PyObject *value)
     if (e == NULL) {
         return NULL;
     }
-    e->args = PyTuple_Pack(1, value);
-    if (e->args == NULL) {
+    if (set_stop_value(e, value) < 0) {
         Py_DECREF(e);
         return NULL;
     }
-    ((PyStopIterationObject *)e)->value = Py_NewRef(value);
     return (PyObject *)e;
 }
 
@@ -1821,14 +1816,7 @@ stop_out_as_error(void)
     if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
         return;
     }
-    PyObject *type, *stop, *tb;
-    PyErr_Fetch(&type, &stop, &tb);
-    PyErr_NormalizeException(&type, &stop, &tb);
-    if (tb != NULL && stop != NULL) {
-        PyException_SetTraceback(stop, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
+    PyObject *stop = take_exception();
     PyObject *error = PyObject_CallFunction(PyExc_RuntimeError, "s", STOP_MESSAGE);
     if (error == NULL) {
         Py_XDECREF(stop);
@@ -2395,6 +2383,14 @@ slot_resume_at_home(SlotCore *self, PyObject *unused)
     return queue_resume((ThreadState *)self->home, (PyObject *)self, Py_False, Py_None);
 }
 
+/* Are instances of ``tp`` made here, without calling the class (a HostCore
+ * subclass with HostCore's own __new__ and __init__)? */
+static inline int
+made_here(PyTypeObject *tp)
+{
+    return tp->tp_new == HostCore_Type.tp_new && tp->tp_init == HostCore_Type.tp_init;
+}
+
 #ifdef DNEIO_FREE_LISTS
 /* A host continuation that was resumed inside its func and that nobody
  * else held when func returned (the common case of a callback called at
@@ -2416,8 +2412,7 @@ static PyObject *
 make_host_continuation(SlotCore *self, PyObject *make, int *tracked)
 {
     *tracked = 1;
-    if (PyType_Check(make) && ((PyTypeObject *)make)->tp_new == HostCore_Type.tp_new
-        && ((PyTypeObject *)make)->tp_init == HostCore_Type.tp_init) {
+    if (PyType_Check(make) && made_here((PyTypeObject *)make)) {
         PyTypeObject *tp = (PyTypeObject *)make;
         HostCore *k;
 #ifdef DNEIO_FREE_LISTS
@@ -2453,10 +2448,9 @@ static void
 release_k(SlotCore *self, PyObject *k, int tracked)
 {
 #ifdef DNEIO_FREE_LISTS
-    PyTypeObject *tp = Py_TYPE(k);
     if (spare_k == NULL && Py_REFCNT(k) == 1 && self->state != HS_PENDING
-        && self->state != HS_PARKED && tp->tp_new == HostCore_Type.tp_new
-        && tp->tp_init == HostCore_Type.tp_init && ((HostCore *)k)->weakreflist == NULL) {
+        && self->state != HS_PARKED && made_here(Py_TYPE(k))
+        && ((HostCore *)k)->weakreflist == NULL) {
         if (tracked) {
             PyObject_GC_UnTrack(k);
         }
